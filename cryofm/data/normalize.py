@@ -1,0 +1,69 @@
+"""Per-particle normalisation and box resizing, shared by ingest, training and micrograph windows.
+
+Both work on one image [H, W] or a batch [..., H, W] (NumPy, float32 out).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def normalize(images: np.ndarray, mode: str = "whole", bg_radius: float = 0.45,
+              eps: float = 1e-6) -> np.ndarray:
+    """Zero mean, unit standard deviation per image.
+
+    Args:
+        images: [..., H, W] array.
+        mode: ``whole`` uses every pixel; ``background`` uses pixels outside a circle of
+            ``bg_radius`` × box edge (RELION's convention: the particle does not bias the stats).
+        bg_radius: radius of the particle circle as a fraction of the box edge.
+        eps: floor of the standard deviation (a constant image stays finite).
+    """
+    x = np.asarray(images, dtype=np.float32)
+    if mode == "whole":
+        mean = x.mean(axis=(-2, -1), keepdims=True)
+        std = x.std(axis=(-2, -1), keepdims=True)
+    elif mode == "background":
+        h, w = x.shape[-2:]
+        yy, xx = np.mgrid[:h, :w]
+        r = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2)
+        bg = r > bg_radius * min(h, w)
+        vals = x[..., bg]
+        mean = vals.mean(axis=-1)[..., None, None]
+        std = vals.std(axis=-1)[..., None, None]
+    else:
+        raise ValueError(f"unknown normalisation mode {mode!r} (whole or background)")
+    return (x - mean) / np.maximum(std, eps)
+
+
+def fourier_resize(images: np.ndarray, size: int) -> np.ndarray:
+    """Resize square images [..., N, N] to [..., size, size] by Fourier cropping or zero-padding.
+
+    This is the cryo-EM way (RELION/cryoSPARC downsampling): no aliasing when shrinking, band-limited
+    interpolation when growing; the pixel size changes by N / size and the real-space mean and
+    contrast are kept.
+    """
+    x = np.asarray(images, dtype=np.float32)
+    n = x.shape[-1]
+    if x.shape[-2] != n:
+        raise ValueError(f"expected square images, got {x.shape[-2:]}")
+    if n == size:
+        return x.copy()
+    f = np.fft.fftshift(np.fft.fft2(x), axes=(-2, -1))
+    out = np.zeros(x.shape[:-2] + (size, size), dtype=np.complex64)
+    m = min(n, size)
+    src0, dst0 = n // 2 - m // 2, size // 2 - m // 2
+    out[..., dst0:dst0 + m, dst0:dst0 + m] = f[..., src0:src0 + m, src0:src0 + m]
+    res = np.fft.ifft2(np.fft.ifftshift(out, axes=(-2, -1))).real
+    return (res * (size * size) / (n * n)).astype(np.float32)
+
+
+def crop_or_pad(image: np.ndarray, size: int) -> np.ndarray:
+    """Centre-crop or zero-pad the last two axes to ``size`` × ``size``."""
+    h, w = image.shape[-2:]
+    out = np.zeros(image.shape[:-2] + (size, size), dtype=image.dtype)
+    sh, sw = min(h, size), min(w, size)
+    ys, xs = (h - sh) // 2, (w - sw) // 2
+    yd, xd = (size - sh) // 2, (size - sw) // 2
+    out[..., yd:yd + sh, xd:xd + sw] = image[..., ys:ys + sh, xs:xs + sw]
+    return out

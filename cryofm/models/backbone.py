@@ -1,0 +1,65 @@
+"""Backbones from timm by name, with one input channel.
+
+Two families are supported:
+
+* DINOv3-style ViTs (``vit_{small,base,large}_patch16_dinov3_qkvb``, timm's ``Eva`` class): RoPE,
+  4 register tokens, LayerScale. RoPE lets 224 px global and 96 px local crops share one model.
+* Classic ViTs (``vit_*_patch16_224``, timm's ``VisionTransformer``) with learned position
+  embeddings, created with ``dynamic_img_size=True`` so that other crop sizes interpolate them.
+
+Attention goes through ``torch.nn.functional.scaled_dot_product_attention`` (timm's fused path);
+:func:`cryofm.models.attention.use_xformers` swaps in xFormers on CUDA when it is installed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+
+def is_rope(model_name: str) -> bool:
+    """True for the RoPE (DINOv3 / Eva) family, whose position encoding needs no interpolation."""
+    return "dinov3" in model_name or model_name.startswith("eva")
+
+
+def backbone_kwargs(model_name: str, img_size: int, in_chans: int = 1, drop_path_rate: float = 0.0,
+                    **extra: Any) -> dict[str, Any]:
+    """The ``timm.create_model`` kwargs cryofm uses (also written to ``backbone.json``)."""
+    kw: dict[str, Any] = {"img_size": int(img_size), "in_chans": int(in_chans), "num_classes": 0,
+                          "drop_path_rate": float(drop_path_rate)}
+    if not is_rope(model_name):
+        kw["dynamic_img_size"] = True
+    kw.update(extra)
+    return kw
+
+
+def create_backbone(model_name: str, img_size: int = 224, in_chans: int = 1, drop_path_rate: float = 0.0,
+                    **extra: Any) -> nn.Module:
+    """A randomly initialised timm ViT (no download) with ``in_chans`` inputs and no classifier."""
+    kw = backbone_kwargs(model_name, img_size, in_chans, drop_path_rate, **extra)
+    return timm.create_model(model_name, pretrained=False, **kw)
+
+
+def patch_size(model: nn.Module) -> int:
+    """Patch edge in pixels."""
+    ps = model.patch_embed.patch_size
+    return int(ps[0] if isinstance(ps, (tuple, list)) else ps)
+
+
+def num_prefix_tokens(model: nn.Module) -> int:
+    """CLS + register tokens in front of the patch tokens."""
+    return int(getattr(model, "num_prefix_tokens", 1))
+
+
+def embed_dim(model: nn.Module) -> int:
+    """Token width."""
+    return int(model.embed_dim)
+
+
+@torch.no_grad()
+def count_params(model: nn.Module) -> int:
+    """Number of parameters."""
+    return sum(p.numel() for p in model.parameters())

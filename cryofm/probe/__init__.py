@@ -1,0 +1,1 @@
+"""cryofm.probe."""
