@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("cryofm.data.commands:inspect", "counts, annotation coverage and a particle montage"),
     "simulate": ("cryofm.simulate.commands:simulate", "simulated particles / micrographs with ground truth"),
     "maplabels": ("cryofm.maps.commands:maplabels", "map + atomic model -> voxel label maps"),
+    "summarize": ("cryofm.report.sweep:command", "summary table of a Hydra sweep's runs"),
 }
 
 
