@@ -1,0 +1,97 @@
+"""The dataset manifest: every finished ``experiments/<exp>.json`` merged into ``manifest.json``.
+
+Per-experiment manifests are written by each ingest task independently (a worker process, or one
+task of a SLURM array), so tasks never write the same file; :func:`merge_manifests` is the final,
+cheap step that lists all shards with their sample counts and SHA-256 checksums, the counts per
+experiment, the dataset pixel mean / std of the normalised images, and the schema version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from cryofm import schema
+from cryofm.data import format as fmt
+from cryofm.data.shards import sha256_file
+from cryofm.errors import InputError
+from cryofm.utils.atomic import write_json
+
+
+def read_experiment_manifests(root: str | Path) -> dict[str, dict[str, Any]]:
+    """``{experiment: per-experiment manifest}`` of every finished experiment under ``root``."""
+    folder = Path(root) / fmt.EXPERIMENTS_DIR
+    out: dict[str, dict[str, Any]] = {}
+    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        if p.name.startswith("."):
+            continue
+        try:
+            m = json.loads(p.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(p, f"not valid JSON ({exc.msg})") from None
+        out[m["experiment"]] = m
+    return out
+
+
+def merge_manifests(root: str | Path, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Rebuild ``<root>/manifest.json`` from the per-experiment manifests; return it.
+
+    The file is rewritten only when its content changes, so re-running on a finished dataset does
+    nothing.
+    """
+    root = Path(root)
+    exps = read_experiment_manifests(root)
+    if not exps:
+        raise InputError(root, "no ingested experiments (experiments/*.json) to merge")
+    total_sum = total_sq = 0.0
+    total_count = 0
+    shards: list[dict[str, Any]] = []
+    experiments: dict[str, dict[str, Any]] = {}
+    coverage = {f.name: 0 for f in schema.FIELDS}
+    for name, m in exps.items():
+        ps = m["pixel_stats"]
+        total_sum += ps["sum"]
+        total_sq += ps["sumsq"]
+        total_count += ps["count"]
+        for sh in m["shards"]:
+            shards.append({**sh, "experiment": name})
+        for k, v in m.get("coverage", {}).items():
+            coverage[k] = coverage.get(k, 0) + v
+        experiments[name] = {"n": m["n"], "n_shards": len(m["shards"]), "source": m.get("source"),
+                             "facts": m.get("facts", {}), "settings": m.get("settings", {})}
+    mean = total_sum / total_count if total_count else math.nan
+    var = total_sq / total_count - mean * mean if total_count else math.nan
+    manifest = {
+        "schema_version": schema.SCHEMA_VERSION,
+        "n_particles": sum(e["n"] for e in experiments.values()),
+        "n_experiments": len(experiments),
+        "n_shards": len(shards),
+        "pixel_stats": {"mean": mean, "std": math.sqrt(max(var, 0.0))},
+        "experiments": experiments,
+        "shards": shards,
+        "coverage": coverage,
+        "config": config or {},
+    }
+    path = root / fmt.MANIFEST
+    if config is None and path.is_file():  # keep the config a previous merge recorded
+        with contextlib.suppress(json.JSONDecodeError):
+            manifest["config"] = json.loads(path.read_text()).get("config", {})
+    text = json.dumps(manifest, indent=2, allow_nan=False, default=str) + "\n"
+    if not path.is_file() or path.read_text() != text:
+        write_json(path, manifest)
+    return manifest
+
+
+def verify(root: str | Path) -> list[str]:
+    """Recompute every shard's SHA-256; return the relative paths that are missing or differ."""
+    root = Path(root)
+    manifest = json.loads((root / fmt.MANIFEST).read_text())
+    bad = []
+    for sh in manifest["shards"]:
+        p = root / sh["path"]
+        if not p.is_file() or sha256_file(p) != sh["sha256"]:
+            bad.append(sh["path"])
+    return bad
