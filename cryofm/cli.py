@@ -43,7 +43,11 @@ def compose(command: str, overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+    # A command whose keys clash with config groups (maplabels' model=<file>) keeps its config in
+    # its own folder, configs/<command>/<command>.yaml, where no group shadows its keys.
+    own = CONFIG_DIR / command
+    config_dir = own if (own / f"{command}.yaml").is_file() else CONFIG_DIR
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         return hydra_compose(config_name=command, overrides=overrides)
 
 

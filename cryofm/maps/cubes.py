@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import webdataset as wds
 
 from cryofm.utils.atomic import atomic_path
 
@@ -95,6 +94,8 @@ def write_cube_shards(out_dir: str | Path, map_id: str, arrays: dict[str, np.nda
     ``arrays`` holds the keys of :data:`ARRAY_KEYS` on one grid; ``origin`` is the world position
     (Å, x/y/z) of voxel [0, 0, 0]. Cubes without a labelled voxel are skipped unless ``keep_empty``.
     """
+    import webdataset as wds  # imports torch: only when cubes are written
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
