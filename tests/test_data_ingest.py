@@ -59,7 +59,7 @@ def test_uint8_records_scale(tmp_path):
 def test_interrupted_ingest_resumes_without_loss_or_duplicates(tmp_path, monkeypatch):
     items = _items(50)
 
-    class Crash(RuntimeError):
+    class CrashError(RuntimeError):
         pass
 
     real = ingest.make_writer
@@ -69,12 +69,12 @@ def test_interrupted_ingest_resumes_without_loss_or_duplicates(tmp_path, monkeyp
 
         def boom(index):
             if index == 2:
-                raise Crash("killed after 3 shards")
+                raise CrashError("killed after 3 shards")
         w.on_shard = boom
         return w
 
     monkeypatch.setattr(ingest, "make_writer", crashing)
-    with pytest.raises(Crash):
+    with pytest.raises(CrashError):
         ingest.ingest_arrays(tmp_path, "e", items, n=50, box=32, shard_size=7, progress=False)
     assert len(list((tmp_path / "shards" / "e").glob("*.tar"))) == 3
     assert not (tmp_path / "experiments" / "e.json").exists()

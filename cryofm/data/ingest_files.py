@@ -1,0 +1,132 @@
+"""Ingest RELION / cryoSPARC particle files: one experiment per file, many in parallel.
+
+:func:`ingest_file` reads the metadata, checks every stack, optionally removes duplicate picks, then
+streams the images through :func:`cryofm.data.ingest.ingest_arrays`. :func:`ingest_many` runs one
+experiment per worker process and merges the manifest once at the end (the same per-experiment
+step runs as one SLURM array task with ``merge=false``, followed by ``cryofm merge``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cryofm.data.dedup import remove_duplicates
+from cryofm.data.ingest import DEFAULT_SHARD_SIZE, ingest_arrays
+from cryofm.data.manifest import merge_manifests
+from cryofm.data.sources import check_stacks, table_items
+from cryofm.errors import InputError
+from cryofm.io.facts import facts_for
+from cryofm.io.particles import read_particles
+
+
+@dataclass
+class IngestOptions:
+    """Settings shared by every experiment of one ingest (mirrors ``configs/ingest.yaml``)."""
+
+    box: int = 224
+    dtype: str = "float16"
+    norm: str = "whole"
+    invert: bool = False
+    shard_size: int = DEFAULT_SHARD_SIZE
+    dedup: dict[str, Any] = field(default_factory=dict)
+    overwrite: bool = False
+    progress: bool = True
+
+
+@dataclass
+class Job:
+    """One experiment to ingest."""
+
+    experiment: str
+    input: str
+    root: str | None = None
+    stack: str | None = None
+
+
+def prepare(job: Job, facts: dict[str, Any], opts: IngestOptions) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read and check one experiment's metadata and stacks (nothing is written).
+
+    Returns the particle table (after duplicate removal) and the settings recorded in its manifest
+    (``n_input``: rows in the metadata, ``n_duplicates``: picks removed).
+    """
+    path = Path(job.input)
+    df = read_particles(path, root=job.root, stack=job.stack)
+    n_input = len(df)
+    n_dup = 0
+    dd = dict(opts.dedup or {})
+    if dd.get("enabled"):
+        diameter = dd.get("diameter_A") or facts.get("MaxDiameter")
+        if not diameter:
+            raise InputError(path, "duplicate removal needs dedup.diameter_A or a MaxDiameter fact")
+        try:
+            df, n_dup = remove_duplicates(df, float(diameter), fraction=float(dd.get("fraction", 0.5)),
+                                          score=dd.get("score"),
+                                          higher_is_better=bool(dd.get("higher_is_better", True)),
+                                          micrograph_pixel_size=dd.get("micrograph_pixel_size"))
+        except (KeyError, ValueError) as exc:
+            raise InputError(path, f"duplicate removal: {exc}") from None
+    check_stacks(df, path)
+    config = {"input": str(path.resolve()), "root": job.root, "stack": job.stack, "dedup": dd,
+              "n_input": n_input, "n_duplicates": n_dup}
+    return df, config
+
+
+def write(out: str | Path, job: Job, df: pd.DataFrame, config: dict[str, Any], facts: dict[str, Any],
+          opts: IngestOptions, merge: bool = True) -> dict[str, Any]:
+    """Stream a prepared experiment into shards (see :func:`cryofm.data.ingest.ingest_arrays`)."""
+    return ingest_arrays(out, job.experiment, partial(table_items, df), n=len(df), facts=facts,
+                         box=opts.box, dtype=opts.dtype, norm=opts.norm, shard_size=opts.shard_size,
+                         source=str(job.input), invert=opts.invert, config=config, merge=merge,
+                         overwrite=opts.overwrite, progress=opts.progress)
+
+
+def ingest_file(out: str | Path, job: Job, facts: dict[str, Any], opts: IngestOptions,
+                merge: bool = True) -> dict[str, Any]:
+    """Ingest one experiment's ``.star`` / ``.cs`` file into ``out``; returns its manifest."""
+    df, config = prepare(job, facts, opts)
+    return write(out, job, df, config, facts, opts, merge=merge)
+
+
+def _worker(out: str, job: Job, df: pd.DataFrame, config: dict[str, Any], facts: dict[str, Any],
+            opts: IngestOptions) -> tuple[str, int]:
+    man = write(out, job, df, config, facts, opts, merge=False)
+    return job.experiment, int(man["n"])
+
+
+def ingest_many(out: str | Path, jobs: list[Job], facts_table: str | Path | None, opts: IngestOptions,
+                workers: int = 1, merge: bool = True) -> dict[str, int]:
+    """Ingest several experiments, ``workers`` at a time (one experiment per process).
+
+    Every experiment's facts, metadata and stack headers are checked first, so bad input anywhere
+    fails before any shard is written. Returns
+    ``{experiment: particles written}``; the manifest is merged once when all succeeded.
+    """
+    names = [j.experiment for j in jobs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(None, f"experiment id(s) given twice: {dup}")
+    facts = {j.experiment: facts_for(facts_table, j.experiment) for j in jobs}
+    prepared = {j.experiment: prepare(j, facts[j.experiment], opts) for j in jobs}
+    done: dict[str, int] = {}
+    if workers <= 1 or len(jobs) == 1:
+        for j in jobs:
+            df, config = prepared[j.experiment]
+            done[j.experiment] = int(write(out, j, df, config, facts[j.experiment], opts, merge=False)["n"])
+    else:
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = [pool.submit(_worker, str(out), j, *prepared[j.experiment], facts[j.experiment], opts)
+                       for j in jobs]
+            for fut in futures:
+                exp, n = fut.result()  # re-raises a worker's InputError here
+                done[exp] = n
+    if merge:
+        merge_manifests(out)
+    return done

@@ -1,0 +1,94 @@
+"""A particle table (RELION / cryoSPARC metadata) → checked, streamed ``(image, record)`` items.
+
+Before anything is written every stack the table names is opened (header only, memory-mapped) and
+checked: present, a valid real-valued MRC, every referenced index inside the stack, image size equal
+to the metadata's ``ImageSize``. Images are then read in runs of consecutive indices, one stack open
+at a time, so memory stays flat however long the stacks are.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cryofm.errors import InputError
+from cryofm.io.mrc import open_stack, stack_info
+from cryofm.io.particles import records
+
+RUN = 256  # images per contiguous read
+
+
+def check_stacks(df: pd.DataFrame, path: str | Path) -> dict[str, tuple[int, tuple[int, int], float]]:
+    """Open every stack's header; InputError naming the file on the first problem.
+
+    Fills ``ImageSize`` and a missing ``ImagePixelSize`` (from the MRC header) in place.
+    Returns ``{stack: (n_images, (rows, cols), voxel_size)}``.
+    """
+    info: dict[str, tuple[int, tuple[int, int], float]] = {}
+    for stack, idx in df.groupby("_stack", sort=False)["_index"]:
+        n, shape, voxel = stack_info(stack)
+        top = int(idx.max())
+        if top >= n:
+            bad = df.loc[idx.idxmax(), "ImageName"]
+            raise InputError(path, f"{bad}: image index {top + 1} is past the end of {stack} ({n} images)")
+        info[str(stack)] = (n, shape, voxel)
+    size = df["_stack"].map(lambda s: info[s][1][0]).astype("int64")
+    if "ImageSize" in df:
+        declared = pd.to_numeric(df["ImageSize"], errors="coerce")
+        clash = declared.notna() & (declared != size)
+        if clash.any():
+            i = int(np.argmax(clash.to_numpy()))
+            raise InputError(path, f"{df['ImageName'].iloc[i]}: metadata ImageSize "
+                                   f"{int(declared.iloc[i])} but "
+                                   f"the stack holds {size.iloc[i]}x{size.iloc[i]} images")
+    df["ImageSize"] = size
+    voxel = df["_stack"].map(lambda s: info[s][2]).astype(float)
+    if "ImagePixelSize" not in df:
+        df["ImagePixelSize"] = voxel
+    else:
+        df["ImagePixelSize"] = df["ImagePixelSize"].astype(float).fillna(voxel)
+    return info
+
+
+def _runs(stacks: np.ndarray, index: np.ndarray, start: int) -> Iterator[tuple[str, int, int, int]]:
+    """(stack, first index, count, first row) for runs of consecutive rows with consecutive indices."""
+    n = len(index)
+    i = start
+    while i < n:
+        j = i + 1
+        while j < n and j - i < RUN and stacks[j] == stacks[i] and index[j] == index[j - 1] + 1:
+            j += 1
+        yield stacks[i], int(index[i]), j - i, i
+        i = j
+
+
+def table_items(df: pd.DataFrame, start: int = 0) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
+    """``(float32 image, record)`` for rows ``start..``, reading consecutive images in one go."""
+    recs = records(df)
+    stacks = df["_stack"].to_numpy()
+    index = df["_index"].to_numpy()
+    current: Any = None
+    try:
+        for stack, first, count, row in _runs(stacks, index, start):
+            if current is None or str(current.path) != stack:
+                if current is not None:
+                    current.close()
+                current = open_stack(stack)
+            block = current.read_range(first, first + count)
+            for k in range(count):
+                rec = recs[row + k]
+                rec["_path"] = stack
+                yield block[k], rec
+    finally:
+        if current is not None:
+            current.close()
+
+
+def nan_to_none(value: Any) -> Any:
+    """NaN → None (for JSON summaries)."""
+    return None if isinstance(value, float) and math.isnan(value) else value

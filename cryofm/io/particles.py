@@ -1,0 +1,139 @@
+"""The particle table every metadata reader returns, and the helpers they share.
+
+A particle table is a :class:`pandas.DataFrame` with one row per particle: columns named after
+schema fields (``DefocusU``, ``AngleRot``, ``ImagePixelSize``, ... in schema units) plus three private
+columns: ``_stack`` (absolute path of the image stack), ``_index`` (0-based image index in it) and
+``_path`` (the metadata file the row came from, for error messages).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cryofm import schema
+from cryofm.errors import InputError
+
+PRIVATE = ("_stack", "_index", "_path")
+_IMAGE_NAME = re.compile(r"^\s*(\d+)@(.+?)\s*$")
+
+
+def parse_image_name(name: str, path: str | Path) -> tuple[int, str]:
+    """RELION ``'000012@stack.mrcs'`` → (11, ``'stack.mrcs'``): 0-based index and stack name.
+
+    A bare file name (no ``@``) is a single-image file: index 0.
+    """
+    m = _IMAGE_NAME.match(str(name))
+    if m:
+        index = int(m.group(1))
+        if index < 1:
+            raise InputError(path, f"bad image name {name!r}: indices are 1-based")
+        return index - 1, m.group(2)
+    name = str(name).strip()
+    if not name or "@" in name:
+        raise InputError(path, f"bad image name {name!r} (expected 'index@stack')")
+    return 0, name
+
+
+def resolve_stack(name: str, meta_dir: Path, root: Path | None) -> Path:
+    """Where a stack named in metadata lives.
+
+    Tried in order: ``root/name``, ``meta_dir/name``, then the bare file name in ``root`` and in
+    ``meta_dir`` (metadata often names stacks by their path inside a project, e.g. ``Extract/job12/``).
+    The first that exists wins; otherwise the ``root`` (or ``meta_dir``) joined path is returned and
+    the missing file is reported when the images are read.
+    """
+    p = Path(name)
+    if p.is_absolute():
+        candidates = [p]
+    else:
+        bases = [b for b in (root, meta_dir) if b is not None]
+        candidates = [b / p for b in bases] + [b / p.name for b in bases]
+    for c in candidates:
+        if c.is_file():
+            return c.resolve()
+    return candidates[0].resolve() if not p.is_absolute() else p
+
+
+def finish_table(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """Coerce schema columns to their dtypes, fill derived fields, check the private columns.
+
+    Derived: ``CoordinateX/YFrac`` from coordinates and micrograph shape (and back), ``ImageName``.
+    """
+    for col in PRIVATE[:2]:
+        if col not in df:
+            raise InputError(path, f"reader produced no {col} column")
+    df = df.reset_index(drop=True)
+    df["_path"] = str(path)
+    for col in list(df.columns):
+        if col in PRIVATE:
+            continue
+        f = schema.BY_NAME.get(col)
+        if f is None:
+            continue
+        try:
+            if f.dtype == "float":
+                df[col] = pd.to_numeric(df[col], errors="raise").astype(np.float64)
+            elif f.dtype == "int":
+                df[col] = pd.to_numeric(df[col], errors="raise").round().astype("Int64")
+            elif f.dtype == "str":
+                df[col] = df[col].astype(str)
+        except (TypeError, ValueError):
+            raise InputError(path, f"column for {col} has non-numeric values") from None
+    shape_x, shape_y = df.get("MicrographShapeX"), df.get("MicrographShapeY")
+    if shape_x is not None and shape_y is not None:
+        if "CoordinateX" in df and "CoordinateXFrac" not in df:
+            df["CoordinateXFrac"] = df["CoordinateX"] / shape_x.astype(float)
+            df["CoordinateYFrac"] = df["CoordinateY"] / shape_y.astype(float)
+        elif "CoordinateXFrac" in df and "CoordinateX" not in df:
+            df["CoordinateX"] = df["CoordinateXFrac"] * shape_x.astype(float)
+            df["CoordinateY"] = df["CoordinateYFrac"] * shape_y.astype(float)
+    if "ImageName" not in df:
+        df["ImageName"] = [f"{i + 1}@{Path(s).name}" for i, s in zip(df["_index"], df["_stack"], strict=True)]
+    return df
+
+
+def records(df: pd.DataFrame) -> list[dict]:
+    """Table rows as record dicts (schema columns and ``_path``; NaN / <NA> → the field's missing)."""
+    cols = [c for c in df.columns if c in schema.BY_NAME or c == "_path"]
+    out = []
+    for row in df[cols].itertuples(index=False, name=None):
+        rec = {}
+        for c, v in zip(cols, row, strict=True):
+            if v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+                continue
+            rec[c] = v.item() if isinstance(v, np.generic) else v
+        out.append(rec)
+    return out
+
+
+def read_particles(path: str | Path, root: str | Path | None = None,
+                   stack: str | Path | None = None) -> pd.DataFrame:
+    """Read RELION ``.star`` or cryoSPARC ``.cs`` particle metadata into a particle table.
+
+    Args:
+        path: the metadata file.
+        root: folder the stack paths in the metadata are relative to (default: the file's folder).
+        stack: one stack that holds all images, mapped by index (overrides the names in the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "particle metadata file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".star":
+        from cryofm.io.star import read_star_particles
+        df = read_star_particles(path, root=root)
+    elif suffix == ".cs":
+        from cryofm.io.cryosparc import read_cs_particles
+        df = read_cs_particles(path, root=root)
+    else:
+        raise InputError(path, f"unknown particle metadata format {suffix!r} (expected .star or .cs)")
+    if stack is not None:
+        s = Path(stack).resolve()
+        df["_stack"] = str(s)
+        df["ImageName"] = [f"{i + 1}@{s.name}" for i in df["_index"]]
+    return df
