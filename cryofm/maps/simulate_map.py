@@ -49,7 +49,7 @@ def simulate_map(
     resolution: float,
     occupancy: np.ndarray | None = None,
     sigma_factor: float = MOLMAP_SIGMA_FACTOR,
-    cutoff: float = 3.0,
+    cutoff: float = 4.0,
     chunk: int = 20000,
 ) -> np.ndarray:
     """Simulated density ``[z, y, x]`` (e/Å^3, float32) of atoms ``xyz`` (Å) on ``grid``'s voxels.
