@@ -1,0 +1,134 @@
+"""End to end: ``cryofm maplabels`` on GroEL (PDB 1OEL, 14-mer from BIOMT).
+
+1OEL is not placed in EMD-1997, so the "experimental" map is simulated from the model itself
+(8 Å, 2.5 Å voxels, noise); the real EMD-1997 + 1OEL pair must be refused as unplaced.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cryofm.cli import main
+from cryofm.io.atomic import read_model
+from cryofm.io.mapio import DensityMap, read_map, write_map
+from cryofm.maps.cubes import read_cube
+from cryofm.maps.simulate_map import simulate_map
+from tests.conftest import shared_file
+
+VOXEL = 2.0  # output voxel size of the tests (1 Å is the default; 2 Å keeps the test small)
+
+
+@pytest.fixture(scope="module")
+def groel(tmp_path_factory):
+    """(map path, model path, out dir) after one successful ``cryofm maplabels`` run."""
+    pdb = shared_file("emd1997_groel", "1oel.pdb")
+    model = read_model(pdb)
+    root = tmp_path_factory.mktemp("maplabels")
+    lo = model.xyz.min(axis=0) - 12.0
+    n = np.ceil((model.xyz.max(axis=0) + 12.0 - lo) / 2.5).astype(int)
+    grid = DensityMap(np.zeros(n[::-1], np.float32), [2.5] * 3, lo)
+    density = simulate_map(grid, model.xyz, model.element, 8.0)
+    noise = np.random.default_rng(0).normal(0, 0.5 * density.std(), density.shape).astype(np.float32)
+    write_map(root / "groel_sim.mrc", grid.like(density + noise))
+    out = root / "out"
+    code = main(["maplabels", f"map={root / 'groel_sim.mrc'}", f"model={pdb}", f"out={out}", "name=groel",
+                 f"voxel_size={VOXEL}", "cubes.size=32", "cubes.overlap=8"])
+    assert code == 0
+    return root / "groel_sim.mrc", pdb, out
+
+
+def test_outputs_share_the_grid_and_names(groel):
+    map_path, _, out = groel
+    files = sorted(p.name for p in (out / "groel").iterdir())
+    assert files == ["groel.json", "groel.mrc", "groel_classification.mrc", "groel_classification_types.mrc",
+                     "groel_fsc.csv", "groel_fsc.png", "groel_fsc_curves.csv", "groel_gaussian_simulated.mrc",
+                     "groel_regression.mrc", "shards"]
+    src = read_map(map_path)
+    maps = {k: read_map(out / "groel" / f"groel{k}.mrc") for k in
+            ("", "_gaussian_simulated", "_regression", "_classification", "_classification_types")}
+    for m in maps.values():
+        assert m.data.shape == maps[""].data.shape
+        np.testing.assert_allclose(m.voxel_size, VOXEL)
+        np.testing.assert_allclose(m.origin, src.origin, atol=1e-3)  # resampling keeps the origin
+
+
+def test_labels_follow_the_atoms(groel):
+    _, pdb, out = groel
+    summary = json.loads((out / "groel" / "groel.json").read_text())
+    n_atom_lines = sum(1 for line in pdb.read_text().splitlines() if line.startswith("ATOM  "))
+    assert summary["n_atoms"] == 2 * n_atom_lines  # BIOMT: two heptameric rings
+    model = read_model(pdb)
+    cls = read_map(out / "groel" / "groel_classification.mrc")
+    types = read_map(out / "groel" / "groel_classification_types.mrc").data
+    vox = np.floor((model.xyz - cls.origin) / VOXEL + 0.5).astype(int)
+    expected = np.zeros(cls.data.shape, bool)
+    expected[vox[:, 2], vox[:, 1], vox[:, 0]] = True
+    np.testing.assert_array_equal(cls.data == 1, expected)
+    # Every Cα-typed voxel holds a Cα; every voxel with a 6 Å neighbour label lies within 6 Å of one.
+    ca = vox[model.atom_name == "CA"]
+    ca_voxels = set(map(tuple, ca[:, ::-1].tolist()))
+    assert set(map(tuple, np.argwhere(types == 1).tolist())) <= ca_voxels
+    assert (types == 1).sum() > 0.5 * len(ca_voxels)
+    assert set(np.unique(cls.data).tolist()) == {0, 1, 2}
+    sim = read_map(out / "groel" / "groel_gaussian_simulated.mrc").data
+    reg = read_map(out / "groel" / "groel_regression.mrc").data
+    np.testing.assert_array_equal(reg[cls.data > 0], sim[cls.data > 0])
+    assert not reg[cls.data == 0].any()
+
+
+def test_fsc_table_and_shards(groel):
+    _, _, out = groel
+    fsc = pd.read_csv(out / "groel" / "groel_fsc.csv")
+    assert list(fsc.columns) == ["map", "mask", "fsc_0.5_A", "fsc_0.143_A"] and len(fsc) == 4
+    reg = fsc[fsc["map"] == "regression"]
+    exp = fsc[fsc["map"] == "experimental"]
+    np.testing.assert_allclose(reg["fsc_0.5_A"], 2 * VOXEL)  # the label is the model map: Nyquist
+    assert (exp["fsc_0.5_A"].to_numpy() > 2 * VOXEL + 0.5).all()  # noise limits the experimental map
+    manifest = json.loads((out / "manifest.json").read_text())
+    entry = manifest["maps"]["groel"]
+    assert entry["n_cubes"] > 0 and sum(s["n_cubes"] for s in manifest["splits"].values()) == entry["n_cubes"]
+    with tarfile.open(out / entry["shards"][0]) as tar:
+        names = tar.getnames()
+        sample = {"json": tar.extractfile(names[0].split(".")[0] + ".json").read()}
+        for k in ("input", "regression", "classification", "types"):
+            sample[f"{k}.npy"] = tar.extractfile(f"{names[0].split('.')[0]}.{k}.npy").read()
+    cube = read_cube(sample)
+    z, y, x = cube["json"]["start_zyx"]
+    cls = read_map(out / "groel" / "groel_classification.mrc").data
+    np.testing.assert_array_equal(cube["classification"], cls[z:z + 32, y:y + 32, x:x + 32])
+
+
+def test_unplaced_model_is_refused_without_output(tmp_path, capsys):
+    real = shared_file("emd1997_groel", "1997.map")
+    pdb = shared_file("emd1997_groel", "1oel.pdb")
+    code = main(["maplabels", f"map={real}", f"model={pdb}", f"out={tmp_path / 'o'}", "contour=1.0"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "1oel.pdb" in err and "not placed" in err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_batch_table_resumes_and_reports_failures(groel, tmp_path, capsys):
+    map_path, pdb, out = groel
+    batch_out = tmp_path / "batch"
+    shutil.copytree(out / "groel", batch_out / "groel")  # already done: must be skipped, not redone
+    stamp = (batch_out / "groel" / "groel.mrc").stat().st_mtime_ns
+    table = tmp_path / "pairs.csv"
+    real = shared_file("emd1997_groel", "1997.map")
+    table.write_text(f"map,model,id,resolution\n{map_path},{pdb},groel,3.1\n{real},{pdb},emd1997,7.0\n")
+    code = main(["maplabels", f"table={table}", f"out={batch_out}", f"voxel_size={VOXEL}"])
+    assert code == 1  # one pair skipped
+    assert (batch_out / "groel" / "groel.mrc").stat().st_mtime_ns == stamp
+    manifest = json.loads((batch_out / "manifest.json").read_text())
+    assert list(manifest["maps"]) == ["groel"] and list(manifest["failed"]) == ["emd1997"]
+    assert "not placed" in manifest["failed"]["emd1997"]
+    assert json.loads((batch_out / "split.json").read_text()).keys() == {"groel"}
+    summary = pd.read_csv(batch_out / "fsc_summary.csv")
+    assert summary["id"].tolist() == ["groel"]
+    assert not [p for p in batch_out.iterdir() if p.name.startswith(".tmp")]
