@@ -45,6 +45,12 @@ def test_round_trip_images_records_and_manifest(tmp_path):
     assert man["coverage"]["DefocusU"] == 21 and man["coverage"]["AngleRot"] == 0
     assert abs(man["pixel_stats"]["mean"]) < 1e-6 and man["pixel_stats"]["std"] == pytest.approx(1, abs=1e-4)
     assert manifest.verify(tmp_path) == []
+    # the shards are plain WebDataset: webdataset's own reader gives the same samples in order
+    import webdataset as wds
+
+    from cryofm.data.format import decode_sample
+    ds = wds.WebDataset(dataset.split_urls(tmp_path, "all"), shardshuffle=False, empty_check=False)
+    assert [decode_sample(s)[1]["uid"] for s in ds] == [f"exp1/arrays/{i}" for i in range(21)]
 
 
 def test_uint8_records_scale(tmp_path):

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import shutil
+import tarfile
 from pathlib import Path
 from typing import Any
-
-import webdataset as wds
 
 from cryofm.data import format as fmt
 from cryofm.utils.atomic import atomic_path, write_json
@@ -68,6 +68,25 @@ def clear_experiment(root: Path, experiment: str) -> None:
         progress_path(root, experiment).unlink()
 
 
+def write_tar(path: str | Path, samples: list[dict]) -> None:
+    """Write samples as a WebDataset tar: member ``<__key__>.<ext>`` per field, in sample order.
+
+    The layout is ``webdataset.TarWriter``'s; the standard ``tarfile`` module is used so that ingest
+    workers do not import torch, and fixed member metadata (mtime 0) makes shards byte-reproducible.
+    """
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for sample in samples:
+            key = sample["__key__"]
+            for ext, data in sample.items():
+                if ext.startswith("__"):
+                    continue
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                info.mode = 0o444
+                info.uname = info.gname = "cryofm"
+                tar.addfile(info, io.BytesIO(data))
+
+
 class ShardWriter:
     """Write samples into ``shards/<exp>/<exp>-NNNNNN.tar``, ``shard_size`` samples per shard.
 
@@ -113,11 +132,7 @@ class ShardWriter:
         rel = fmt.shard_relpath(self.experiment, index)
         path = self.root / rel
         with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                sink = wds.TarWriter(fh)
-                for s in self._pending:
-                    sink.write(s)
-                sink.close()
+            write_tar(tmp, self._pending)
             digest = sha256_file(tmp)
             size = tmp.stat().st_size
         self.shards.append({"path": rel, "n": len(self._pending), "bytes": size, "sha256": digest})

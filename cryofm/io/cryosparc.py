@@ -22,6 +22,7 @@ Field conversions (cryoSPARC → schema):
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,9 @@ def rotvec_to_relion(rotvec: np.ndarray) -> np.ndarray:
     ``tilt`` is in [0, 180]; ``rot`` and ``psi`` in (-180, 180].
     """
     rotvec = np.asarray(rotvec, dtype=np.float64).reshape(-1, 3)
-    return Rotation.from_rotvec(rotvec).as_euler("ZYZ", degrees=True)
+    with warnings.catch_warnings():  # tilt 0 or 180: rot and psi are not separable; psi is set to 0
+        warnings.filterwarnings("ignore", message="Gimbal lock")
+        return Rotation.from_rotvec(rotvec).as_euler("ZYZ", degrees=True)
 
 
 def _decode(a: np.ndarray) -> np.ndarray:
@@ -96,7 +99,8 @@ def read_cs_particles(path: str | Path, root: str | Path | None = None) -> pd.Da
         out["AngleRot"], out["AngleTilt"], out["AnglePsi"] = e[:, 0], e[:, 1], e[:, 2]
         _shift(out, cs, "alignments3D")
     elif "alignments2D/pose" in names:
-        out["AnglePsi"] = np.rad2deg(cs["alignments2D/pose"].astype(np.float64))
+        psi = np.rad2deg(cs["alignments2D/pose"].astype(np.float64))
+        out["AnglePsi"] = (psi + 180.0) % 360.0 - 180.0  # into [-180, 180)
         _shift(out, cs, "alignments2D")
     if "alignments2D/class" in names:
         out["ClassNumber"] = cs["alignments2D/class"].astype(np.int64) + 1
