@@ -1,0 +1,87 @@
+"""Teacher centering: Sinkhorn-Knopp (DINOv2 / SwAV) or the classic softmax centering (DINO).
+
+Both turn teacher logits [B, K] into target probabilities [B, K] that avoid collapse. With several
+ranks the Sinkhorn sums and the softmax centre are all-reduced so every rank sees the global batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def _dist() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def _all_reduce(t: torch.Tensor, op=None) -> torch.Tensor:
+    if _dist():
+        dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
+    return t
+
+
+@torch.no_grad()
+def sinkhorn_knopp(
+    teacher_logits: torch.Tensor, temp: float, n_iter: int = 3, n_rows: int | torch.Tensor | None = None
+) -> torch.Tensor:
+    """Sinkhorn-Knopp targets from teacher logits [B, K] at temperature ``temp``.
+
+    Alternately normalises prototypes (columns of the B×K matrix) to total mass 1/K and samples
+    (rows) to 1/B, ``n_iter`` times, then returns rows summing to 1. ``n_rows`` is the global number
+    of rows (all ranks); default: this rank's B times the world size. Each rank's logits are shifted
+    by the global maximum (all-reduced), which leaves the result unchanged and keeps exp finite.
+    """
+    x = teacher_logits.float() / temp
+    local_max = x.max() if x.numel() else x.new_tensor(float("-inf"))  # a rank may have no rows
+    gmax = _all_reduce(local_max.clone(), dist.ReduceOp.MAX if _dist() else None)
+    Q = torch.exp(x - gmax).t()  # K x B
+    K = Q.shape[0]
+    world = dist.get_world_size() if _dist() else 1
+    B = Q.shape[1] * world if n_rows is None else float(n_rows)
+    Q /= _all_reduce(Q.sum())
+    for _ in range(n_iter):
+        rows = _all_reduce(Q.sum(dim=1, keepdim=True))  # mass per prototype
+        Q /= rows.clamp_min(1e-30)
+        Q /= K
+        Q /= Q.sum(dim=0, keepdim=True).clamp_min(1e-30)  # mass per sample (local: columns are samples)
+        Q /= B
+    Q *= B
+    return Q.t()
+
+
+class SoftmaxCenter(torch.nn.Module):
+    """DINO's centering: ``softmax((logits - center) / temp)`` with an EMA centre of the batch mean.
+
+    ``momentum`` is the weight of the old centre (0.9 in DINO). The centre is a buffer (saved in
+    checkpoints).
+    """
+
+    def __init__(self, dim: int, momentum: float = 0.9):
+        super().__init__()
+        self.momentum = float(momentum)
+        self.register_buffer("center", torch.zeros(1, dim))
+
+    @torch.no_grad()
+    def forward(self, teacher_logits: torch.Tensor, temp: float) -> torch.Tensor:
+        x = teacher_logits.float()
+        probs = torch.softmax((x - self.center) / temp, dim=-1)
+        self.update(x)
+        return probs
+
+    @torch.no_grad()
+    def update(self, teacher_logits: torch.Tensor) -> None:
+        """Fold the (global) batch mean of ``teacher_logits`` [B, K] into the centre."""
+        s = _all_reduce(teacher_logits.float().sum(dim=0, keepdim=True))
+        n = _all_reduce(torch.tensor(float(teacher_logits.shape[0]), device=s.device))
+        mean = s / n.clamp_min(1.0)
+        self.center.mul_(self.momentum).add_(mean, alpha=1.0 - self.momentum)
+
+
+def make_centering(kind: str, dim: int, momentum: float = 0.9, n_iter: int = 3):
+    """``kind`` = ``sinkhorn_knopp`` | ``softmax``: a callable ``(logits, temp) -> probs``."""
+    if kind == "sinkhorn_knopp":
+        return lambda logits, temp, n_rows=None: sinkhorn_knopp(logits, temp, n_iter, n_rows)
+    if kind == "softmax":
+        center = SoftmaxCenter(dim, momentum)
+        return center
+    raise ValueError(f"unknown centering {kind!r} (sinkhorn_knopp or softmax)")

@@ -1,0 +1,41 @@
+"""DINO cross-entropy between teacher targets and student predictions on the CLS token.
+
+Every student crop is compared with every teacher (global) crop except the same view:
+``loss = mean over pairs (s, t), s != t, and samples of  -Σ_k p_t,k · log softmax(z_s / τ_s)_k``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def cross_entropy(
+    teacher_probs: torch.Tensor, student_logits: torch.Tensor, student_temp: float
+) -> torch.Tensor:
+    """Per-row ``-Σ p · log softmax(z / τ)`` [...]; computed in float32."""
+    lsm = F.log_softmax(student_logits.float() / student_temp, dim=-1)
+    return -(teacher_probs.float() * lsm).sum(dim=-1)
+
+
+def dino_loss(
+    student_logits: list[torch.Tensor], teacher_probs: list[torch.Tensor], student_temp: float = 0.1
+) -> torch.Tensor:
+    """DINO loss.
+
+    Args:
+        student_logits: one [B, K] tensor per student crop; the first ``len(teacher_probs)`` are the
+            global crops in the same order as the teacher's.
+        teacher_probs: one [B, K] target distribution per teacher (global) crop.
+        student_temp: student softmax temperature τ_s.
+    Returns:
+        scalar, averaged over the valid (student, teacher) pairs and the batch.
+    """
+    total, n_pairs = student_logits[0].new_zeros((), dtype=torch.float32), 0
+    for it, t in enumerate(teacher_probs):
+        for is_, s in enumerate(student_logits):
+            if is_ == it:
+                continue
+            total = total + cross_entropy(t, s, student_temp).mean()
+            n_pairs += 1
+    return total / max(n_pairs, 1)

@@ -1,0 +1,134 @@
+"""The DINOv2 meta-architecture: student and EMA teacher (backbone + DINO head + iBOT head) and the
+objective (DINO on CLS + iBOT on masked patches + KoLeo on the student's global CLS).
+
+The teacher sees the global crops only, unmasked; the student sees all crops, its global crops
+masked (iBOT). Centering is Sinkhorn-Knopp (DINOv2) or softmax (DINO), chosen in ``ssl.centering``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from cryofm.models.backbone import backbone_kwargs, create_backbone, embed_dim
+from cryofm.models.heads import DINOHead
+from cryofm.models.masked import MaskedBackbone
+from cryofm.ssl.centering import SoftmaxCenter, sinkhorn_knopp
+from cryofm.ssl.dino_loss import dino_loss
+from cryofm.ssl.ibot_loss import ibot_loss
+from cryofm.ssl.koleo_loss import koleo_loss
+
+
+class Branch(nn.Module):
+    """One side (student or teacher): masked backbone, DINO head, iBOT head.
+
+    ``forward`` returns ``cls`` (backbone CLS of the global crops), ``cls_logits`` (DINO head on the
+    CLS of every crop: globals first, crop-major) and ``patch_logits`` (iBOT head on the patches
+    where ``masks`` is True). ``mask_input`` puts the mask token into the input (student) or not
+    (teacher).
+    """
+
+    def __init__(self, backbone: nn.Module, dino_head: DINOHead, ibot_head: DINOHead):
+        super().__init__()
+        self.backbone = MaskedBackbone(backbone)
+        self.dino_head = dino_head
+        self.ibot_head = ibot_head
+
+    def forward(
+        self,
+        global_crops: torch.Tensor,
+        local_crops: torch.Tensor | None,
+        masks: torch.Tensor,
+        mask_input: bool = True,
+    ) -> dict[str, torch.Tensor]:
+        g = self.backbone(global_crops, masks if mask_input else None)
+        cls = [g["cls"]]
+        if local_crops is not None and local_crops.shape[0]:
+            cls.append(self.backbone(local_crops)["cls"])
+        return {
+            "cls": g["cls"],
+            "cls_logits": self.dino_head(torch.cat(cls)),
+            "patch_logits": self.ibot_head(g["patch"][masks]),
+        }
+
+
+def build_branch(model_cfg, ssl_cfg, img_size: int) -> tuple[Branch, dict[str, Any]]:
+    """A student/teacher branch from the ``model`` and ``ssl`` config groups; also the backbone kwargs."""
+    extra = dict(model_cfg.get("kwargs") or {})
+    kw = backbone_kwargs(
+        model_cfg.name, img_size, int(model_cfg.in_chans), float(model_cfg.drop_path_rate), **extra
+    )
+    bb = create_backbone(
+        model_cfg.name, img_size, int(model_cfg.in_chans), float(model_cfg.drop_path_rate), **extra
+    )
+    d = embed_dim(bb)
+    h = ssl_cfg.dino.head
+    dino_head = DINOHead(d, int(h.n_prototypes), int(h.hidden_dim), int(h.bottleneck_dim), int(h.nlayers))
+    h = ssl_cfg.ibot.head
+    ibot_head = DINOHead(d, int(h.n_prototypes), int(h.hidden_dim), int(h.bottleneck_dim), int(h.nlayers))
+    return Branch(bb, dino_head, ibot_head), kw
+
+
+class SSLMetaArch(nn.Module):
+    """Student, teacher and centering state; :meth:`forward` computes the losses of one batch."""
+
+    def __init__(self, model_cfg, ssl_cfg, img_size: int):
+        super().__init__()
+        self.student, self.backbone_kwargs = build_branch(model_cfg, ssl_cfg, img_size)
+        self.teacher, _ = build_branch(model_cfg, ssl_cfg, img_size)
+        self.teacher.load_state_dict(self.student.state_dict())
+        self.teacher.requires_grad_(False)
+        self.cfg = ssl_cfg
+        self.centering = str(ssl_cfg.centering)
+        if self.centering == "softmax":
+            self.dino_center = SoftmaxCenter(
+                int(ssl_cfg.dino.head.n_prototypes), float(ssl_cfg.center_momentum)
+            )
+            self.ibot_center = SoftmaxCenter(
+                int(ssl_cfg.ibot.head.n_prototypes), float(ssl_cfg.center_momentum)
+            )
+        elif self.centering != "sinkhorn_knopp":
+            raise ValueError(f"unknown centering {self.centering!r} (sinkhorn_knopp or softmax)")
+
+    def _targets(self, logits: torch.Tensor, temp: float, which: str) -> torch.Tensor:
+        if self.centering == "softmax":
+            return getattr(self, f"{which}_center")(logits, temp)
+        n_rows = None
+        if which == "ibot":  # masked-patch counts differ between ranks: use the global count
+            n = torch.tensor(float(logits.shape[0]), device=logits.device)
+            if dist.is_available() and dist.is_initialized():
+                dist.all_reduce(n)
+            n_rows = n
+        return sinkhorn_knopp(logits, temp, int(self.cfg.sinkhorn_iters), n_rows)
+
+    def forward(
+        self, batch: dict[str, torch.Tensor], teacher_temp: float, student: nn.Module | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss and its parts for ``batch`` (keys ``global_crops``, ``local_crops``, ``masks``).
+
+        ``student`` is the (possibly DDP/FSDP-wrapped) student to call; default ``self.student``.
+        """
+        student = student or self.student
+        g, loc, masks = batch["global_crops"], batch.get("local_crops"), batch["masks"]
+        n_g = int(self.cfg.n_global_crops)
+        with torch.no_grad():
+            t = self.teacher(g, None, masks, mask_input=False)
+            t_cls = self._targets(t["cls_logits"].float(), teacher_temp, "dino").chunk(n_g)
+            t_patch = self._targets(t["patch_logits"].float(), teacher_temp, "ibot")
+        s = student(g, loc, masks, mask_input=True)
+        n_crops = s["cls_logits"].shape[0] // (g.shape[0] // n_g)
+        s_cls = list(s["cls_logits"].float().chunk(n_crops))
+        temp = float(self.cfg.student_temp)
+        parts = {"dino_loss": dino_loss(s_cls, list(t_cls), temp)}
+        parts["ibot_loss"] = ibot_loss(s["patch_logits"].float(), t_patch, masks, temp)
+        parts["koleo_loss"] = sum(koleo_loss(c) for c in s["cls"].chunk(n_g))
+        w = self.cfg
+        loss = (
+            float(w.dino.loss_weight) * parts["dino_loss"]
+            + float(w.ibot.loss_weight) * parts["ibot_loss"]
+            + float(w.koleo.loss_weight) * parts["koleo_loss"]
+        )
+        return loss, {k: float(v.detach()) for k, v in parts.items()}

@@ -1,0 +1,101 @@
+"""Process-group setup under ``torchrun`` (DDP with gloo on CPU / NCCL on GPU) and model wrapping.
+
+Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) everything runs in one process and no
+process group is created. ``wrap_student`` returns DDP, FSDP2 (``fully_shard`` per transformer block,
+bf16 parameters with fp32 reductions on CUDA) or the plain module.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass
+class DistInfo:
+    """Where this process sits: global rank, world size, local rank and its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def setup(backend: str = "auto", device: str = "auto", timeout_s: int = 1800) -> DistInfo:
+    """Initialise the process group from torchrun's environment; choose the device.
+
+    ``backend``: ``auto`` (NCCL when the device is CUDA, else gloo), ``gloo`` or ``nccl``.
+    ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda:
+        torch.cuda.set_device(local)
+        dev = torch.device("cuda", local)
+    else:
+        dev = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        be = ("nccl" if use_cuda else "gloo") if backend == "auto" else backend
+        dist.init_process_group(
+            be, timeout=datetime.timedelta(seconds=timeout_s), device_id=dev if be == "nccl" else None
+        )
+    return DistInfo(rank, world, local, dev)
+
+
+def cleanup() -> None:
+    """Destroy the process group if there is one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op in one process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def broadcast_object(obj):
+    """``obj`` of rank 0 on every rank."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def apply_fsdp(branch: nn.Module, bf16: bool) -> nn.Module:
+    """Shard a student/teacher ``Branch`` with FSDP2: each ViT block, then the whole branch."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32)
+    for blk in branch.backbone.backbone.blocks:
+        fully_shard(blk, mp_policy=mp)
+    fully_shard(branch, mp_policy=mp)
+    return branch
+
+
+def wrap_student(student: nn.Module, info: DistInfo, strategy: str = "ddp", bf16: bool = False) -> nn.Module:
+    """The module the loop calls for the student: DDP, FSDP2 (in place) or ``student`` itself."""
+    if not info.enabled or strategy == "none":
+        return student
+    if strategy == "ddp":
+        ids = [info.device.index] if info.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(student, device_ids=ids, broadcast_buffers=False)
+    if strategy == "fsdp":
+        return apply_fsdp(student, bf16)
+    raise ValueError(f"unknown parallel strategy {strategy!r} (ddp, fsdp or none)")

@@ -1,0 +1,87 @@
+"""AdamW parameter groups of the student (DINOv2 rules) and their per-step lr / weight decay.
+
+* layer-wise lr decay: ``lr_mult = decay ** (L + 1 - layer_id)``; tokens and patch embedding are
+  layer 0, block ``i`` is layer ``i + 1``, final norm and heads are layer ``L + 1`` (mult 1);
+* patch embedding lr × ``patch_embed_lr_mult`` (0.2 in cryoPANDA);
+* no weight decay on biases, norms, LayerScale gammas and tokens;
+* the heads' last (prototype) layer follows ``last_layer_lr`` (0 during the first epoch: frozen).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+from torch import nn
+
+_BLOCK = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
+_LAYER0 = ("cls_token", "reg_token", "pos_embed", "mask_token", "patch_embed")
+
+
+def layer_id(name: str, n_blocks: int) -> int:
+    """Layer index of a student parameter name for layer-wise lr decay."""
+    if not name.startswith("backbone."):
+        return n_blocks + 1  # heads
+    m = _BLOCK.search(name)
+    if m:
+        return int(m.group(1)) + 1
+    if any(k in name for k in _LAYER0):
+        return 0
+    return n_blocks + 1
+
+
+def no_weight_decay(name: str, p: torch.Tensor) -> bool:
+    """True for biases, norms, LayerScale gammas and tokens."""
+    return (
+        p.ndim <= 1
+        or name.endswith(".bias")
+        or "norm" in name
+        or "gamma" in name
+        or any(k in name for k in ("cls_token", "reg_token", "pos_embed", "mask_token"))
+    )
+
+
+def param_groups(
+    student: nn.Module, layer_decay: float = 0.9, patch_embed_lr_mult: float = 0.2
+) -> list[dict[str, Any]]:
+    """AdamW groups with ``lr_multiplier``, ``wd_multiplier`` and ``is_last_layer`` keys."""
+    n_blocks = len(student.backbone.backbone.blocks)
+    groups: dict[tuple, dict[str, Any]] = {}
+    for name, p in student.named_parameters():
+        if not p.requires_grad:
+            continue
+        lr_mult = layer_decay ** (n_blocks + 1 - layer_id(name, n_blocks))
+        if "patch_embed" in name:
+            lr_mult *= patch_embed_lr_mult
+        wd_mult = 0.0 if no_weight_decay(name, p) else 1.0
+        last = "last_layer" in name
+        key = (round(lr_mult, 12), wd_mult, last)
+        g = groups.setdefault(
+            key,
+            {
+                "params": [],
+                "names": [],
+                "lr_multiplier": lr_mult,
+                "wd_multiplier": wd_mult,
+                "is_last_layer": last,
+            },
+        )
+        g["params"].append(p)
+        g["names"].append(name)
+    return list(groups.values())
+
+
+def make_optimizer(student: nn.Module, optim_cfg) -> torch.optim.Optimizer:
+    """AdamW over :func:`param_groups` (betas from the config; lr / wd set every step)."""
+    groups = param_groups(student, float(optim_cfg.layer_decay), float(optim_cfg.patch_embed_lr_mult))
+    for g in groups:
+        g.pop("names")
+    return torch.optim.AdamW(groups, lr=0.0, weight_decay=0.0, betas=tuple(optim_cfg.betas), fused=None)
+
+
+def apply_schedule(optimizer: torch.optim.Optimizer, lr: float, wd: float, last_layer_lr: float) -> None:
+    """Set every group's lr and weight decay for this step."""
+    for g in optimizer.param_groups:
+        g["lr"] = (last_layer_lr if g["is_last_layer"] else lr) * g["lr_multiplier"]
+        g["weight_decay"] = wd * g["wd_multiplier"]
