@@ -6,6 +6,7 @@ Both work on one image [H, W] or a batch [..., H, W] (NumPy, float32 out).
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft as sfft
 
 
 def normalize(images: np.ndarray, mode: str = "whole", bg_radius: float = 0.45,
@@ -41,7 +42,9 @@ def fourier_resize(images: np.ndarray, size: int) -> np.ndarray:
 
     This is the cryo-EM way (RELION/cryoSPARC downsampling): no aliasing when shrinking, band-limited
     interpolation when growing; the pixel size changes by N / size and the real-space mean and
-    contrast are kept.
+    contrast are kept. The kept frequencies are -size/2 .. size/2-1 per axis (the real part of the
+    centred complex crop); shrinking between even sizes uses real FFTs (about 4x faster), with the
+    output Nyquist row / column symmetrised so the result equals the complex-crop definition.
     """
     x = np.asarray(images, dtype=np.float32)
     n = x.shape[-1]
@@ -49,12 +52,34 @@ def fourier_resize(images: np.ndarray, size: int) -> np.ndarray:
         raise ValueError(f"expected square images, got {x.shape[-2:]}")
     if n == size:
         return x.copy()
+    if size < n and n % 2 == 0 and size % 2 == 0:
+        return _crop_even_rfft(x, size)
     f = np.fft.fftshift(np.fft.fft2(x), axes=(-2, -1))
     out = np.zeros(x.shape[:-2] + (size, size), dtype=np.complex64)
     m = min(n, size)
     src0, dst0 = n // 2 - m // 2, size // 2 - m // 2
     out[..., dst0:dst0 + m, dst0:dst0 + m] = f[..., src0:src0 + m, src0:src0 + m]
     res = np.fft.ifft2(np.fft.ifftshift(out, axes=(-2, -1))).real
+    return (res * (size * size) / (n * n)).astype(np.float32)
+
+
+def _crop_even_rfft(x: np.ndarray, size: int) -> np.ndarray:
+    """Fourier crop N -> size (both even, size < N) with real FFTs; equals the complex-crop result."""
+    n, h = x.shape[-1], size // 2
+    f = sfft.rfft2(x)  # [..., n, n//2+1]: rows are frequencies 0..n/2, -n/2+1..-1
+    z = np.empty(x.shape[:-2] + (size, h + 1), dtype=f.dtype)
+    z[..., :h, :] = f[..., :h, :h + 1]
+    z[..., h:, :] = f[..., n - h:, :h + 1]
+    # Output column h is the Nyquist: the complex crop holds X[k, -h] there; Re(ifft) symmetrises it
+    # with X[k, +h], and X[k, -h] = conj(X[-k, h]).
+    col = f[..., :, h]
+    col = 0.5 * (col + np.conj(np.roll(col[..., ::-1], 1, axis=-1)))
+    z[..., :h, h] = col[..., :h]
+    z[..., h:, h] = col[..., n - h:]
+    # Output row h (frequency -h) likewise: average of X[-h, c] and X[h, c]; the corner is real.
+    z[..., h, :h] = 0.5 * (f[..., n - h, :h] + f[..., h, :h])
+    z[..., h, h] = f[..., h, h].real
+    res = sfft.irfft2(z, s=(size, size))
     return (res * (size * size) / (n * n)).astype(np.float32)
 
 
