@@ -131,4 +131,7 @@ def test_batch_table_resumes_and_reports_failures(groel, tmp_path, capsys):
     assert json.loads((batch_out / "split.json").read_text()).keys() == {"groel"}
     summary = pd.read_csv(batch_out / "fsc_summary.csv")
     assert summary["id"].tolist() == ["groel"]
+    assert summary["regression_masked_fsc_0.5_A"].tolist() == [2 * VOXEL]
+    assert manifest["fsc_mean"]["regression_masked_fsc_0.5_A"] == 2 * VOXEL  # mean over the one map
+    assert manifest["maps"]["groel"]["resolution_source"] == "fsc_0.5_masked"  # done before the table
     assert not [p for p in batch_out.iterdir() if p.name.startswith(".tmp")]

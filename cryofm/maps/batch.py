@@ -8,6 +8,7 @@ folder add up) and writes::
     <out>/split.json          map id -> train | val | heldout (by map, stratified by resolution)
     <out>/manifest.json       per map: split, resolution, cubes, shards; per split: shard list
     <out>/fsc_summary.csv     one row per map: FSC-0.5 / 0.143 resolutions, unmasked and masked
+                              (their means over maps are in manifest.json as ``fsc_mean``)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -130,6 +132,10 @@ def finalize(out: str | Path, fractions: dict[str, float] | None = None, seed: i
                 row[f"{r['map']}_{r['mask']}_fsc_{t}_A"] = r[f"fsc_{t}_A"]
         rows.append(row)
     if rows:
+        means = {k: round(float(np.nanmean([r.get(k, np.nan) for r in rows])), 3)
+                 for k in rows[0] if k != "id"}
+        manifest["fsc_mean"] = means
+        write_json(out / "manifest.json", manifest)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()

@@ -40,4 +40,8 @@ def maplabels(cfg: DictConfig) -> int:
     print(f"maplabels: {len(result['done'])} map(s) labelled, {len(result['failed'])} skipped; "
           f"{manifest['n_maps']} in {out} "
           + ", ".join(f"{k} {v['n_cubes']} cubes" for k, v in manifest["splits"].items()))
+    means = manifest.get("fsc_mean") or {}
+    if means:
+        exp, reg = means.get("experimental_masked_fsc_0.5_A"), means.get("regression_masked_fsc_0.5_A")
+        print(f"maplabels: mean masked map-model FSC-0.5: experimental {exp} A, regression {reg} A")
     return 1 if result["failed"] else 0
