@@ -116,23 +116,31 @@ def _per_crop_p(p: float | list[float], n: int) -> torch.Tensor:
     return torch.tensor(p, dtype=torch.float32)
 
 
-def make_crops(image: torch.Tensor, spec: CropSpec, cfg: MultiCropConfig, g: torch.Generator) -> torch.Tensor:
-    """``spec.n`` augmented crops [n, 1, size, size] of one particle ``image`` [H, W] (float32)."""
-    n, size = spec.n, spec.size
+def make_crops(
+    images: torch.Tensor, spec: CropSpec, cfg: MultiCropConfig, g: torch.Generator
+) -> torch.Tensor:
+    """``spec.n`` augmented crops of each particle of ``images`` [M, H, W] (float32).
+
+    Returns [n·M, 1, size, size] in crop-major order (crop ``c`` of particle ``m`` at ``c·M + m``),
+    all crops resampled by one ``grid_sample`` call.
+    """
+    if images.dim() == 2:
+        images = images[None]
+    n, size, M = spec.n, spec.size, images.shape[0]
     if n == 0:
-        return image.new_zeros(0, 1, size, size)
-    theta = crop_thetas(n, spec.scale, spec.ratio, cfg.flip, cfg.rot90, g)
-    grid = F.affine_grid(theta, [n, 1, size, size], align_corners=False)
-    src = image.reshape(1, 1, *image.shape[-2:]).expand(n, 1, *image.shape[-2:])
+        return images.new_zeros(0, 1, size, size)
+    nc = n * M
+    theta = crop_thetas(nc, spec.scale, spec.ratio, cfg.flip, cfg.rot90, g)
+    grid = F.affine_grid(theta, [nc, 1, size, size], align_corners=False)
+    src = images.unsqueeze(1).repeat(n, 1, 1, 1)
     out = F.grid_sample(src, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    u = torch.rand(n, 6, generator=g)
+    u = torch.rand(nc, 6, generator=g)
     jit = u[:, 0] < spec.jitter_p
     if jit.any():
-        c = 1 + cfg.contrast * (2 * u[:, 1] - 1)
-        b = cfg.brightness * (2 * u[:, 2] - 1)
-        c, b = torch.where(jit, c, 1.0), torch.where(jit, b, 0.0)
-        out = out * c.view(n, 1, 1, 1) + b.view(n, 1, 1, 1)
-    blur = u[:, 3] < _per_crop_p(spec.blur_p, n)
+        c = torch.where(jit, 1 + cfg.contrast * (2 * u[:, 1] - 1), 1.0)
+        b = torch.where(jit, cfg.brightness * (2 * u[:, 2] - 1), 0.0)
+        out = out * c.view(nc, 1, 1, 1) + b.view(nc, 1, 1, 1)
+    blur = u[:, 3] < _per_crop_p(spec.blur_p, n).repeat_interleave(M)
     if blur.any():
         lo, hi = cfg.blur_sigma
         sig = (lo + (hi - lo) * u[:, 4]) * (size / 224.0)
@@ -140,17 +148,17 @@ def make_crops(image: torch.Tensor, spec: CropSpec, cfg: MultiCropConfig, g: tor
         out[idx] = gaussian_blur(out[idx], sig[idx].clamp_min(1e-3))
     noisy = u[:, 5] < spec.noise_p
     if noisy.any():
-        std = cfg.noise_std * torch.rand(n, generator=g)
-        noise = torch.randn(out.shape, generator=g) * (std * noisy).view(n, 1, 1, 1)
-        out = out + noise
+        std = cfg.noise_std * torch.rand(nc, generator=g) * noisy
+        out = out + torch.randn(out.shape, generator=g) * std.view(nc, 1, 1, 1)
     return out
 
 
-def multi_crop(image: torch.Tensor, cfg: MultiCropConfig, g: torch.Generator) -> dict[str, torch.Tensor]:
-    """Global crops [n_g, 1, G, G] and local crops [n_l, 1, L, L] of one particle [H, W]."""
+def multi_crop(images: torch.Tensor, cfg: MultiCropConfig, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """Global crops [n_g·M, 1, G, G] and local crops [n_l·M, 1, L, L] (crop-major) of particles
+    ``images`` [M, H, W] (or one [H, W])."""
     return {
-        "global_crops": make_crops(image, cfg.global_crops, cfg, g),
-        "local_crops": make_crops(image, cfg.local_crops, cfg, g),
+        "global_crops": make_crops(images, cfg.global_crops, cfg, g),
+        "local_crops": make_crops(images, cfg.local_crops, cfg, g),
     }
 
 

@@ -174,11 +174,12 @@ class ParticleStream(IterableDataset):
     def make_batch(self, images: list[torch.Tensor], keys: list[str], b: int) -> dict[str, Any]:
         """Crops and masks of batch ``b`` from its particles (generator seeded by (seed, rank, b))."""
         g = torch.Generator().manual_seed(_seed(self.seed, self.rank, b))
-        crops = [multi_crop(im, self.crops, g) for im in images]
-        out: dict[str, Any] = {}
-        for k in ("global_crops", "local_crops"):
-            x = torch.stack([c[k] for c in crops])  # [B, n, 1, s, s]
-            out[k] = x.transpose(0, 1).reshape(-1, *x.shape[2:])  # crop-major
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # tiny ops: threads only spin (DINOv2 runs its workers this way)
+        try:
+            out: dict[str, Any] = multi_crop(torch.stack(images), self.crops, g)
+        finally:
+            torch.set_num_threads(threads)
         grid = self.crops.global_crops.size // self.patch
         rng = np.random.default_rng(_seed(self.seed, self.rank, b, 31))
         masks = sample_masks(

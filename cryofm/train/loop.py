@@ -111,9 +111,18 @@ def export_teacher(
     export_backbone(bb, cfg.model.name, arch.backbone_kwargs, out, extra)
 
 
+def _debug_dump(out: Path, rank: int, keys: list[str], arch: SSLMetaArch) -> None:
+    from cryofm.utils.atomic import write_json
+
+    sums = {n: float(p.detach().double().sum()) for n, p in arch.student.named_parameters()}
+    write_json(out / "debug" / f"rank{rank}.json", {"keys": keys, "param_sums": sums})
+
+
 def train(cfg: DictConfig) -> Path:
     """Run (or resume) pretraining described by ``cfg``; returns the run dir."""
     info = du.setup(cfg.dist.backend, cfg.dist.device)
+    if cfg.train.get("threads"):
+        torch.set_num_threads(int(cfg.train.threads))
     out = Path(cfg.out)
     ckpt_dir = out / "checkpoints"
     torch.manual_seed(int(cfg.seed) + info.rank)
@@ -215,6 +224,7 @@ def train(cfg: DictConfig) -> Path:
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 and not fsdp else contextlib.nullcontext()
     arch.train()
     step = start
+    seen_keys: list[str] = []
     t_end = time.perf_counter()
     try:
         for step in range(start, total):
@@ -224,7 +234,7 @@ def train(cfg: DictConfig) -> Path:
             apply_schedule(optimizer, v["lr"], v["wd"], v["last_layer_lr"])
             with autocast:
                 loss, parts = arch(batch, v["teacher_temp"], run_student)
-            if not math.isfinite(float(loss)):
+            if not math.isfinite(loss.detach().item()):
                 raise FloatingPointError(f"non-finite loss at step {step}: {parts}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -236,7 +246,7 @@ def train(cfg: DictConfig) -> Path:
             logger.log(
                 step,
                 {
-                    "loss": float(loss),
+                    "loss": loss.detach().item(),
                     **parts,
                     **v,
                     "grad_norm": float(gnorm),
@@ -247,11 +257,15 @@ def train(cfg: DictConfig) -> Path:
                     "n_corrupt": int(batch.get("n_corrupt", 0)),
                 },
             )
+            if cfg.train.get("debug_dump"):
+                seen_keys.extend(batch["keys"])
             done = step + 1
             if done % int(cfg.train.checkpoint_every) == 0 or done == total:
                 save(done)
     finally:
         logger.close()
+    if cfg.train.get("debug_dump"):  # for tests: what this rank read and a digest of its weights
+        _debug_dump(out, info.rank, seen_keys, arch)
     du.barrier()
     du.cleanup()
     return out
