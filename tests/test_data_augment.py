@@ -37,7 +37,9 @@ def test_crop_scale_area_and_crop_major_order():
     imgs[1] += 1.0  # particle 1 is constant 1, particle 0 constant 0
     out = make_crops(imgs, _spec(3, 16, scale=(0.05, 0.3)), _cfg(), g)
     assert out.shape == (6, 1, 16, 16)
-    assert torch.allclose(out[0::2], torch.zeros(3, 1, 16, 16)) and torch.allclose(out[1::2], torch.ones(3, 1, 16, 16))
+    assert torch.allclose(out[0::2], torch.zeros(3, 1, 16, 16)) and torch.allclose(
+        out[1::2], torch.ones(3, 1, 16, 16)
+    )
     # a ramp image: the crop's value range measures its width (area fraction in [0.05, 0.3])
     ramp = torch.linspace(0, 1, 256).expand(256, 256).clone()
     c = make_crops(ramp, _spec(200, 32, scale=(0.05, 0.3)), _cfg(), g)[:, 0]

@@ -57,8 +57,9 @@ def test_local_crop_size_and_state_dict_names(name):
         out = m(torch.randn(3, 1, 32, 32))  # 96-px-like local crop: RoPE / interpolated pos-embed
     assert out["patch"].shape == (3, 4, 48)
     # the wrapped backbone keeps timm's key names (the exported file loads into timm as is)
-    assert set(m.backbone.state_dict()) == set(create_backbone(name, 64, depth=2, embed_dim=48,
-                                                               num_heads=2).state_dict())
+    assert set(m.backbone.state_dict()) == set(
+        create_backbone(name, 64, depth=2, embed_dim=48, num_heads=2).state_dict()
+    )
 
 
 def test_head_prototypes_are_unit_norm():
@@ -77,7 +78,9 @@ def test_layer_decay_groups_by_hand():
     assert layer_id("backbone.mask_token", 2) == 0 and layer_id("dino_head.mlp.0.weight", 2) == 3
     groups = param_groups(br, layer_decay=0.9, patch_embed_lr_mult=0.2)
     by_name = {n: g for g in groups for n in g["names"]}
-    assert by_name["backbone.backbone.patch_embed.proj.weight"]["lr_multiplier"] == pytest.approx(0.9**3 * 0.2)
+    assert by_name["backbone.backbone.patch_embed.proj.weight"]["lr_multiplier"] == pytest.approx(
+        0.9**3 * 0.2
+    )
     assert by_name["backbone.backbone.blocks.0.mlp.fc1.weight"]["lr_multiplier"] == pytest.approx(0.81)
     assert by_name["backbone.backbone.blocks.1.mlp.fc1.weight"]["lr_multiplier"] == pytest.approx(0.9)
     assert by_name["dino_head.mlp.0.weight"]["lr_multiplier"] == 1.0

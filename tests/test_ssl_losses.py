@@ -23,8 +23,12 @@ def test_dino_loss_skips_same_view_and_averages_pairs():
     t = [torch.tensor([[0.9, 0.1]]), torch.tensor([[0.2, 0.8]])]
     s = [torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]), torch.tensor([[0.5, 0.5]])]
     # pairs (student, teacher): (1,0) (2,0) (0,1) (2,1); the same view (0,0), (1,1) is skipped
-    want = (_ce([0.9, 0.1], [0.0, 1.0], 0.1) + _ce([0.9, 0.1], [0.5, 0.5], 0.1)
-            + _ce([0.2, 0.8], [1.0, 0.0], 0.1) + _ce([0.2, 0.8], [0.5, 0.5], 0.1)) / 4
+    want = (
+        _ce([0.9, 0.1], [0.0, 1.0], 0.1)
+        + _ce([0.9, 0.1], [0.5, 0.5], 0.1)
+        + _ce([0.2, 0.8], [1.0, 0.0], 0.1)
+        + _ce([0.2, 0.8], [0.5, 0.5], 0.1)
+    ) / 4
     got = dino_loss(s, t, student_temp=0.1)
     assert math.isclose(float(got), want, rel_tol=1e-5)
     # [0.5, 0.5] logits are uniform: -Σ p log(1/2) = log 2 whatever p
