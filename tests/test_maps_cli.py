@@ -48,7 +48,7 @@ def test_outputs_share_the_grid_and_names(groel):
     files = sorted(p.name for p in (out / "groel").iterdir())
     assert files == ["groel.json", "groel.mrc", "groel_classification.mrc", "groel_classification_types.mrc",
                      "groel_fsc.csv", "groel_fsc.png", "groel_fsc_curves.csv", "groel_gaussian_simulated.mrc",
-                     "groel_regression.mrc", "shards"]
+                     "groel_regression.mrc", "groel_slices.png", "shards"]
     src = read_map(map_path)
     maps = {k: read_map(out / "groel" / f"groel{k}.mrc") for k in
             ("", "_gaussian_simulated", "_regression", "_classification", "_classification_types")}

@@ -29,6 +29,7 @@ from cryofm.maps.cubes import normalize_map, write_cube_shards
 from cryofm.maps.fsc import fsc_curve, resolution_at, soft_mask
 from cryofm.maps.labels import make_labels
 from cryofm.maps.placement import auto_contour, fraction_inside
+from cryofm.maps.plots import plot_fsc, plot_slices
 from cryofm.maps.resample import resample
 from cryofm.maps.simulate_map import MOLMAP_SIGMA_FACTOR, SIMULATOR_NAME, simulate_map
 
@@ -98,6 +99,7 @@ def output_names(map_id: str) -> dict[str, str]:
         "fsc": f"{map_id}_fsc.csv",
         "fsc_curves": f"{map_id}_fsc_curves.csv",
         "fsc_plot": f"{map_id}_fsc.png",
+        "slices_plot": f"{map_id}_slices.png",
         "summary": f"{map_id}.json",
     }
 
@@ -124,25 +126,6 @@ def _csv_text(rows: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
-
-
-def _plot_fsc(path: Path, curves: dict[str, np.ndarray], map_id: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for key, fsc in curves.items():
-        if key != "frequency":
-            ax.plot(curves["frequency"], fsc, label=key.replace("_", ", "))
-    for t in FSC_THRESHOLDS:
-        ax.axhline(t, color="grey", lw=0.8, ls="--")
-    ax.set(xlabel="spatial frequency (1/Å)", ylabel="map-model FSC", title=map_id, ylim=(-0.1, 1.05))
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def label_pair(map_path: str | Path, model_path: str | Path, out: str | Path, map_id: str,
@@ -188,7 +171,10 @@ def label_pair(map_path: str | Path, model_path: str | Path, out: str | Path, ma
         (stage / names["fsc"]).write_text(_csv_text(rows))
         curve_rows = [{k: float(v[i]) for k, v in curves.items()} for i in range(len(curves["frequency"]))]
         (stage / names["fsc_curves"]).write_text(_csv_text(curve_rows))
-        _plot_fsc(stage / names["fsc_plot"], curves, map_id)
+        plot_fsc(stage / names["fsc_plot"], curves, f"{map_id}: map-model FSC")
+        plot_slices(stage / names["slices_plot"], {"map": grid.data, "regression": labels.regression,
+                                                   "classification": labels.classification,
+                                                   "atom types": labels.types}, map_id)
         shards = {"shards": [], "n_cubes": 0}
         norm = {"mode": "none"}
         if opts.cubes:
