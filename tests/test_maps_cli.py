@@ -135,3 +135,50 @@ def test_batch_table_resumes_and_reports_failures(groel, tmp_path, capsys):
     assert manifest["fsc_mean"]["regression_masked_fsc_0.5_A"] == 2 * VOXEL  # mean over the one map
     assert manifest["maps"]["groel"]["resolution_source"] == "fsc_0.5_masked"  # done before the table
     assert not [p for p in batch_out.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_permuted_anisotropic_input_labels_land_on_the_atoms(tmp_path):
+    """A map stored with mapc/mapr/maps = 3/1/2 and 1.6 x 1.2 x 0.9 Å voxels, model of 30 residues."""
+    import gemmi
+    import mrcfile
+
+    from cryofm.maps.pipeline import LabelOptions, label_pair
+
+    st = gemmi.read_structure(str(shared_file("emd1997_groel", "1oel.pdb")))
+    st.remove_hydrogens()
+    st.remove_waters()
+    chain = st[0]["A"]
+    for _ in range(len(chain) - 30):
+        del chain[30]
+    for name in [c.name for c in st[0] if c.name != "A"]:
+        st[0].remove_chain(name)
+    pdb = tmp_path / "a30.pdb"
+    st.write_pdb(str(pdb))
+    model = read_model(pdb, assembly=False)  # its BIOMT records name the removed chains
+    assert len(model) > 150 and set(model.chain) == {"A"}
+    voxel = np.array([1.6, 1.2, 0.9])
+    lo = model.xyz.min(axis=0) - 8.0
+    n = np.ceil((model.xyz.max(axis=0) + 8.0 - lo) / voxel).astype(int)
+    grid = DensityMap(np.zeros(n[::-1], np.float32), voxel, lo)
+    zyx = simulate_map(grid, model.xyz, model.element, 5.0)
+    path = tmp_path / "perm.mrc"
+    with mrcfile.new(path) as mrc:  # columns along Z, rows along X, sections along Y
+        mrc.set_data(np.ascontiguousarray(zyx.transpose(1, 2, 0)))
+        mrc.header.mapc, mrc.header.mapr, mrc.header.maps = 3, 1, 2
+        mrc.header.mx, mrc.header.my, mrc.header.mz = n
+        mrc.header.cella = tuple(n * voxel)
+        mrc.header.origin = tuple(lo)
+    opts = LabelOptions(voxel_size=1.0, assembly=False, cubes=False)
+    summary = label_pair(path, pdb, tmp_path / "out", "a30", opts)
+    assert summary["fraction_inside"] > 0.5 and summary["n_atoms_in_grid"] == len(model)
+    cls = read_map(tmp_path / "out" / "a30" / "a30_classification.mrc")
+    np.testing.assert_allclose(cls.origin, lo, atol=1e-3)
+    vox = np.floor((model.xyz - lo) / 1.0 + 0.5).astype(int)
+    expected = np.zeros(cls.data.shape, bool)
+    expected[vox[:, 2], vox[:, 1], vox[:, 0]] = True
+    np.testing.assert_array_equal(cls.data == 1, expected)
+    # The resampled map peaks where the simulated density does: on the atoms.
+    exp = read_map(tmp_path / "out" / "a30" / "a30.mrc").data
+    sim = read_map(tmp_path / "out" / "a30" / "a30_gaussian_simulated.mrc").data
+    assert np.corrcoef(exp.ravel(), sim.ravel())[0, 1] > 0.5
+    assert exp[expected].mean() > 3 * exp[cls.data == 0].mean()
