@@ -154,3 +154,24 @@ def test_two_experiments_merge(tmp_path):
     on_disk = json.loads((tmp_path / "manifest.json").read_text())
     assert on_disk["n_particles"] == 12 and len(on_disk["shards"]) == 2
     assert len(dataset.split_urls(tmp_path, "all")) == 2
+
+
+def test_interrupt_inside_a_shard_drops_only_the_open_shard(tmp_path, monkeypatch):
+    items = _items(30)
+    monkeypatch.setattr(ingest, "BATCH", 3)
+
+    def dying(start):
+        for i in range(start, 30):
+            if i == 14:  # mid-way through shard 3 (shard_size 4): shards 0-2 are done
+                raise KeyboardInterrupt
+            yield items[i]
+
+    with pytest.raises(KeyboardInterrupt):
+        ingest.ingest_arrays(tmp_path, "e", dying, n=30, box=32, shard_size=4, progress=False)
+    folder = tmp_path / "shards" / "e"
+    assert sorted(p.name for p in folder.iterdir()) == [f"e-{i:06d}.tar" for i in range(3)]  # no .tmp-*
+    (folder / ".tmp-e-000003.tar.x").write_bytes(b"half a shard from a killed process")
+    m = ingest.ingest_arrays(tmp_path, "e", lambda s: iter(items[s:]), n=30, box=32, shard_size=4,
+                             progress=False)
+    assert [rec["uid"] for _, rec in dataset.iter_samples(tmp_path)] == [f"e/arrays/{i}" for i in range(30)]
+    assert m["n"] == 30 and not list(folder.glob(".tmp-*"))

@@ -161,7 +161,11 @@ def ingest_arrays(out: str | Path, experiment: str, items: Items, *, n: int | No
         total = _write_all(writer, _iter_items(items, start), start, stats, experiment, facts, source,
                            box, dtype, norm, invert, n, progress)
     except InputError:
+        writer.abort()
         sh.clear_experiment(root, experiment)  # bad input: leave nothing behind
+        raise
+    except BaseException:
+        writer.abort()  # interrupted: finished shards and the progress file stay for a resume
         raise
     if n is not None and total != n:
         sh.clear_experiment(root, experiment)

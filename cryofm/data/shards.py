@@ -14,13 +14,15 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import shutil
 import tarfile
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from cryofm.data import format as fmt
-from cryofm.utils.atomic import atomic_path, write_json
+from cryofm.utils.atomic import write_json
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -68,23 +70,46 @@ def clear_experiment(root: Path, experiment: str) -> None:
         progress_path(root, experiment).unlink()
 
 
-def write_tar(path: str | Path, samples: list[dict]) -> None:
-    """Write samples as a WebDataset tar: member ``<__key__>.<ext>`` per field, in sample order.
+class _HashingFile:
+    """A write-only file wrapper that hashes (SHA-256) and counts what passes through."""
+
+    def __init__(self, fh):
+        self.fh, self.sha, self.size = fh, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return self.fh.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+def _add(tar: tarfile.TarFile, sample: dict) -> None:
+    """Append one sample as WebDataset members ``<__key__>.<ext>``, in the sample's field order.
 
     The layout is ``webdataset.TarWriter``'s; the standard ``tarfile`` module is used so that ingest
     workers do not import torch, and fixed member metadata (mtime 0) makes shards byte-reproducible.
     """
+    key = sample["__key__"]
+    for ext, data in sample.items():
+        if ext.startswith("__"):
+            continue
+        info = tarfile.TarInfo(f"{key}.{ext}")
+        info.size = len(data)
+        info.mode = 0o444
+        info.uname = info.gname = "cryofm"
+        tar.addfile(info, io.BytesIO(data))
+
+
+def write_tar(path: str | Path, samples: list[dict]) -> None:
+    """Write samples as one WebDataset tar (non-atomic helper for tests and tools)."""
     with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
         for sample in samples:
-            key = sample["__key__"]
-            for ext, data in sample.items():
-                if ext.startswith("__"):
-                    continue
-                info = tarfile.TarInfo(f"{key}.{ext}")
-                info.size = len(data)
-                info.mode = 0o444
-                info.uname = info.gname = "cryofm"
-                tar.addfile(info, io.BytesIO(data))
+            _add(tar, sample)
 
 
 class ShardWriter:
@@ -110,34 +135,63 @@ class ShardWriter:
         self.shards: list[dict[str, Any]] = list(state.get("shards", []))
         self.stats: dict[str, Any] = dict(state.get("stats", {}))
         self.n_done = sum(s["n"] for s in self.shards)
-        self._pending: list[dict] = []
+        self._open: tuple[Path, Any, _HashingFile, tarfile.TarFile] | None = None
+        self._count = 0
         if not self.shards:
             clear_experiment(self.root, experiment)
-        (self.root / fmt.SHARDS_DIR / experiment).mkdir(parents=True, exist_ok=True)
+        folder = self.root / fmt.SHARDS_DIR / experiment
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(".tmp-*"):  # a killed run's half-written shard
+            stale.unlink(missing_ok=True)
 
     def add(self, sample: dict, stats: dict[str, Any]) -> None:
-        """Queue one encoded sample; ``stats`` is the running statistics after it (saved per shard)."""
-        self._pending.append(sample)
-        if len(self._pending) >= self.shard_size:
-            self._flush(stats)
+        """Append one encoded sample to the open shard (streamed to a temporary file, so memory does
+        not depend on the shard size); ``stats`` is the running statistics after it."""
+        if self._open is None:
+            path = self.root / fmt.shard_relpath(self.experiment, len(self.shards))
+            fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+            fh = os.fdopen(fd, "wb")
+            hf = _HashingFile(fh)
+            # stays open across add() calls until the shard is full: closed in _close_shard / abort
+            tar = tarfile.open(fileobj=hf, mode="w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
+            self._open = (Path(tmp), fh, hf, tar)
+            self._count = 0
+        _add(self._open[3], sample)
+        self._count += 1
+        if self._count >= self.shard_size:
+            self._close_shard(stats)
 
     def finish(self, stats: dict[str, Any]) -> list[dict[str, Any]]:
-        """Write the last partial shard; return the list of shard records."""
-        if self._pending:
-            self._flush(stats)
+        """Close the last (partial) shard; return the list of shard records."""
+        if self._open is not None:
+            self._close_shard(stats)
         return self.shards
 
-    def _flush(self, stats: dict[str, Any]) -> None:
+    def abort(self) -> None:
+        """Drop the shard being written (its temporary file); finished shards stay for a resume."""
+        if self._open is not None:
+            tmp, fh, _, _ = self._open
+            self._open = None
+            fh.close()
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def _close_shard(self, stats: dict[str, Any]) -> None:
+        tmp, fh, hf, tar = self._open
         index = len(self.shards)
         rel = fmt.shard_relpath(self.experiment, index)
-        path = self.root / rel
-        with atomic_path(path) as tmp:
-            write_tar(tmp, self._pending)
-            digest = sha256_file(tmp)
-            size = tmp.stat().st_size
-        self.shards.append({"path": rel, "n": len(self._pending), "bytes": size, "sha256": digest})
-        self.n_done += len(self._pending)
-        self._pending = []
+        try:
+            tar.close()
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
+            os.replace(tmp, self.root / rel)
+        except BaseException:
+            self.abort()
+            raise
+        self._open = None
+        self.shards.append({"path": rel, "n": self._count, "bytes": hf.size, "sha256": hf.sha.hexdigest()})
+        self.n_done += self._count
         self.stats = stats
         write_json(progress_path(self.root, self.experiment),
                    {"fingerprint": self.fingerprint, "shards": self.shards, "stats": stats}, indent=None)

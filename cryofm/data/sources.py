@@ -69,7 +69,6 @@ def _runs(stacks: np.ndarray, index: np.ndarray, start: int) -> Iterator[tuple[s
 
 def table_items(df: pd.DataFrame, start: int = 0) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
     """``(float32 image, record)`` for rows ``start..``, reading consecutive images in one go."""
-    recs = records(df)
     stacks = df["_stack"].to_numpy()
     index = df["_index"].to_numpy()
     current: Any = None
@@ -80,8 +79,9 @@ def table_items(df: pd.DataFrame, start: int = 0) -> Iterator[tuple[np.ndarray, 
                     current.close()
                 current = open_stack(stack)
             block = current.read_range(first, first + count)
+            recs = records(df.iloc[row:row + count])  # per run: memory does not grow with the table
             for k in range(count):
-                rec = recs[row + k]
+                rec = recs[k]
                 rec["_path"] = stack
                 yield block[k], rec
     finally:

@@ -9,6 +9,7 @@ is an :class:`~cryofm.errors.InputError` naming the file.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -38,6 +39,8 @@ class Stack:
         vs = float(self._mrc.voxel_size.x)
         self.voxel_size = vs if vs > 0 else math.nan
         self.mode = int(self._mrc.header.mode)
+        self._offset = 1024 + int(self._mrc.header.nsymbt)  # first image byte
+        self._fd: int | None = None
 
     def __len__(self) -> int:
         return int(self._data.shape[0])
@@ -50,14 +53,31 @@ class Stack:
         return np.array(self._data[index], dtype=np.float32)
 
     def read_range(self, start: int, stop: int) -> np.ndarray:
-        """Images ``start..stop-1`` (0-based) as float32 [n, rows, cols] (one contiguous read)."""
+        """Images ``start..stop-1`` (0-based) as float32 [n, rows, cols] in one ``pread``.
+
+        Streaming goes through ``pread`` rather than the memory map: pages touched through a map stay
+        in the process's resident set until it is unmapped, so reading a long stack that way would
+        grow memory with the stack; a plain read keeps it flat.
+        """
         if start < 0 or stop > len(self) or start > stop:
             raise InputError(self.path, f"image range {start + 1}..{stop} (1-based) is outside the "
                                         f"stack ({len(self)} images)")
-        return np.array(self._data[start:stop], dtype=np.float32)
+        dtype = self._data.dtype
+        frame = self.shape[0] * self.shape[1] * dtype.itemsize
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        want = (stop - start) * frame
+        buf = os.pread(self._fd, want, self._offset + start * frame)
+        if len(buf) != want:
+            raise InputError(self.path, f"short read: images {start + 1}..{stop} are cut off")
+        arr = np.frombuffer(buf, dtype=dtype).reshape(stop - start, *self.shape)
+        return arr.astype(np.float32)
 
     def close(self) -> None:
         self._mrc.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> Stack:
         return self
