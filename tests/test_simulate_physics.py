@@ -172,10 +172,11 @@ def test_trpv1_projections_match_their_real_particles():
     images = stack[index]
     apix, size = float(optics["rlnImagePixelSize"]), int(optics["rlnImageSize"])
     A = euler_to_matrix(parts["rlnAngleRot"], parts["rlnAngleTilt"], parts["rlnAnglePsi"])
-    ctf = C.ctf_2d(size, apix, parts["rlnDefocusU"].to_numpy(), parts["rlnDefocusV"].to_numpy(),
-                   parts["rlnDefocusAngle"].to_numpy(), float(optics["rlnVoltage"]),
-                   float(optics["rlnSphericalAberration"]), float(optics["rlnAmplitudeContrast"]),
-                   parts["rlnCtfBfactor"].to_numpy(), parts["rlnPhaseShift"].to_numpy())
+    ctf = {"defocus_u": parts["rlnDefocusU"].to_numpy(), "defocus_v": parts["rlnDefocusV"].to_numpy(),
+           "defocus_angle": parts["rlnDefocusAngle"].to_numpy(), "voltage": float(optics["rlnVoltage"]),
+           "cs": float(optics["rlnSphericalAberration"]),
+           "amplitude_contrast": float(optics["rlnAmplitudeContrast"]),
+           "bfactor": parts["rlnCtfBfactor"].to_numpy(), "phase_shift": parts["rlnPhaseShift"].to_numpy()}
     shifts = parts[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy()
     proj = Projector(vol, apix).project(A, size=size, shifts=shifts, ctf=ctf)
 

@@ -1,17 +1,17 @@
 """Contrast transfer function as in RELION / CTFFIND, vectorised over particles.
 
-``CTF(s) = -sin(χ(s))`` with (RELION's ``CTF::getCTF``)::
+RELION's ``CTF::getCTF`` computes ``-sin(χ)`` with::
 
-    χ = π λ Δf(α) s² ... written as  χ = -π λ Δf s² + (π/2) Cs λ³ s⁴ - φ - arctan(w / √(1 - w²))
+    χ = -π λ Δf s² + (π/2) Cs λ³ s⁴ - φ - arctan(w / √(1 - w²))
     Δf(α) = (U + V)/2 + (U - V)/2 · cos(2 (α - α_ast))      (U, V > 0 is underfocus)
 
-so ``CTF = sin(π λ Δf s² - (π/2) Cs λ³ s⁴ + φ + arctan(w/√(1-w²)))``, positive at low frequency
+that is ``CTF = sin(π λ Δf s² - (π/2) Cs λ³ s⁴ + φ + arctan(w/√(1-w²)))``, positive at low frequency
 (protein white, RELION's image convention), times the envelope ``exp(-B s² / 4)``. ``s`` is the
 spatial frequency in 1/Å, λ the relativistic electron wavelength in Å, Cs in Å (given in mm),
 ``w`` the amplitude contrast and φ the phase-plate shift.
 
-Frequency grids are *centred* (``fftshift`` layout, zero frequency at index ``N // 2``), the layout
-the projector works in.
+Frequency grids are *centred* (``fftshift`` layout, zero frequency at index ``N // 2``) or *half*
+(the ``rfft2`` layout the projector works in).
 """
 
 from __future__ import annotations
@@ -33,16 +33,31 @@ def frequency_grid(size: int, pixel_size: float = 1.0) -> tuple[np.ndarray, np.n
     return fx, fy
 
 
-def _col(v, n: int) -> torch.Tensor:
-    t = torch.as_tensor(np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)).copy())
+def _col(v, n: int, dtype: torch.dtype) -> torch.Tensor:
+    t = torch.as_tensor(np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)).copy(), dtype=dtype)
     return t[:, None, None]
+
+
+def _grid(size: int, layout: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer frequency indices (kx, ky) of a ``centred`` [size, size] or ``half`` (rfft2) grid."""
+    if layout == "centred":
+        k = torch.arange(size, dtype=torch.float64) - size // 2
+        ky, kx = torch.meshgrid(k, k, indexing="ij")
+    elif layout == "half":
+        ky, kx = torch.meshgrid(torch.fft.fftfreq(size, 1.0 / size, dtype=torch.float64),
+                                torch.arange(size // 2 + 1, dtype=torch.float64), indexing="ij")
+    else:
+        raise ValueError(f"unknown layout {layout!r} (centred or half)")
+    return kx, ky
 
 
 def ctf_2d(size: int, pixel_size: float | np.ndarray, defocus_u: np.ndarray, defocus_v: np.ndarray,
            defocus_angle: np.ndarray, voltage: float | np.ndarray = 300.0, cs: float | np.ndarray = 2.7,
            amplitude_contrast: float | np.ndarray = 0.1, bfactor: float | np.ndarray = 0.0,
-           phase_shift: float | np.ndarray = 0.0) -> torch.Tensor:
-    """CTFs of ``B`` particles on a centred ``size``² frequency grid → float32 tensor [B, size, size].
+           phase_shift: float | np.ndarray = 0.0, layout: str = "centred") -> torch.Tensor:
+    """CTFs of ``B`` particles on a ``size``² frequency grid → float32 tensor [B, size, size]
+    (``layout="centred"``, zero frequency at ``size // 2``) or [B, size, size // 2 + 1]
+    (``layout="half"``, the ``rfft2`` layout the projector uses).
 
     Args:
         size: image edge in px.
@@ -54,22 +69,25 @@ def ctf_2d(size: int, pixel_size: float | np.ndarray, defocus_u: np.ndarray, def
     """
     n = max(np.size(v) for v in (pixel_size, defocus_u, defocus_v, defocus_angle, voltage, cs,
                                   amplitude_contrast, bfactor, phase_shift))
-    k = torch.arange(size, dtype=torch.float64) - size // 2
-    ky, kx = torch.meshgrid(k, k, indexing="ij")
-    apix = _col(pixel_size, n)
-    fx, fy = kx[None] / (size * apix), ky[None] / (size * apix)
-    s2 = fx * fx + fy * fy
-    ang = torch.atan2(fy, fx)
-    lam = _col(wavelength(voltage), n)
-    u, v = _col(defocus_u, n), _col(defocus_v, n)
-    az = torch.deg2rad(_col(defocus_angle, n))
+    kx, ky = _grid(size, layout)
+    ang = torch.atan2(ky, kx).to(torch.float32)[None]
+    k2 = (kx * kx + ky * ky).to(torch.float32)[None]
+    f32 = torch.float32
+    s2 = k2 / (size * _col(pixel_size, n, f32)) ** 2  # spatial frequency² in 1/Å²
+    lam = wavelength(np.asarray(voltage, dtype=np.float64))
+    u, v = _col(defocus_u, n, f32), _col(defocus_v, n, f32)
+    az = _col(np.deg2rad(np.asarray(defocus_angle, dtype=np.float64)), n, f32)
     dfz = 0.5 * (u + v) + 0.5 * (u - v) * torch.cos(2.0 * (ang - az))
-    cs_a = _col(cs, n) * 1e7
-    w = _col(amplitude_contrast, n)
-    phase = (np.pi * lam * dfz * s2 - 0.5 * np.pi * cs_a * lam**3 * s2 * s2
-             + torch.deg2rad(_col(phase_shift, n)) + torch.atan(w / torch.sqrt(1.0 - w * w)))
-    out = torch.sin(phase) * torch.exp(-_col(bfactor, n) * s2 / 4.0)
-    return out.to(torch.float32)
+    w = np.asarray(amplitude_contrast, dtype=np.float64)
+    a1 = _col(np.pi * lam, n, f32)  # π λ
+    a2 = _col(0.5 * np.pi * np.asarray(cs, dtype=np.float64) * 1e7 * lam**3, n, f32)  # π/2 Cs λ³
+    a0 = _col(np.deg2rad(np.asarray(phase_shift, dtype=np.float64)) + np.arctan(w / np.sqrt(1.0 - w * w)),
+              n, f32)
+    out = torch.sin(a1 * dfz * s2 - a2 * s2 * s2 + a0)
+    b = np.asarray(bfactor, dtype=np.float64)
+    if np.any(b != 0):
+        out = out * torch.exp(-_col(b, n, f32) * s2 / 4.0)
+    return out
 
 
 def ctf_1d(freq: np.ndarray, defocus: float, voltage: float = 300.0, cs: float = 2.7,
@@ -84,6 +102,6 @@ def ctf_1d(freq: np.ndarray, defocus: float, voltage: float = 300.0, cs: float =
 
 
 def apply_ctf(images_ft: torch.Tensor, ctf: torch.Tensor, phase_flip: bool = False) -> torch.Tensor:
-    """Multiply centred image spectra [B, N, N] by the CTF; ``phase_flip`` keeps only |CTF| (images
+    """Multiply image spectra by CTFs of the same layout; ``phase_flip`` keeps only |CTF| (images
     as after phase-flipping correction: no contrast reversals, the amplitude modulation stays)."""
     return images_ft * (ctf.abs() if phase_flip else ctf)

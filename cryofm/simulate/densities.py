@@ -251,7 +251,7 @@ def _unit_points(kind: str, n_sym: int, radius: float, rng: np.random.Generator,
 
 def procedural(kind: str, symmetry: str = "C1", diameter: float = 150.0, pixel_size: float = 3.0,
                resolution: float = 8.0, seed: int = 0, n_domains: int = 12,
-               domain_size: float | None = None, margin: float = 1.4) -> Density:
+               domain_size: float | None = None, margin: float = 1.1) -> Density:
     """A procedural density: ``kind`` = blob, ring or rod with ``Cn`` / ``Dn`` symmetry.
 
     Args:
@@ -261,6 +261,7 @@ def procedural(kind: str, symmetry: str = "C1", diameter: float = 150.0, pixel_s
             ``domain_size`` (default diameter / 14).
         seed: shape seed (same seed, same shape).
         n_domains: Gaussians per asymmetric unit.
+        margin: box edge = 2 × margin × (furthest Gaussian centre + 4 σ).
     """
     kind_, n = sym.parse(symmetry)
     if kind_ not in ("C", "D"):
@@ -268,14 +269,13 @@ def procedural(kind: str, symmetry: str = "C1", diameter: float = 150.0, pixel_s
     rng = np.random.default_rng(seed)
     radius = diameter / 2
     unit = _unit_points(kind, n, radius, rng, n_domains)
-    if kind_ == "C" and kind == "rod":
-        unit[:, 2] -= 0.45 * radius  # centre a cyclic rod along its axis
     pts = sym.symmetrize_points(unit, symmetry)
+    pts -= pts.mean(0)  # on the symmetry axis for Cn / Dn: centring keeps the symmetry exact
     d = domain_size or diameter / 14
     sigma = float(np.hypot(d, SIGMA_PER_RESOLUTION * resolution))
-    box = int(np.ceil(margin * (diameter + 4 * sigma) / pixel_size / 2) * 2)
+    reach = float(np.abs(pts).max()) + 4 * sigma  # furthest density along any axis, Å
+    box = 2 * int(np.ceil(margin * reach / pixel_size)) + 2
     vol = gaussian_volume(pts, np.ones(len(pts)), sigma, box, pixel_size)
-    # no re-centring: the symmetric COM is on the axes already and a shift would break the symmetry
     level = _contour(vol)
     mass, diam = volume_facts(vol, pixel_size, level)
     return Density(vol, pixel_size, symmetry, mass, diam, resolution, level,

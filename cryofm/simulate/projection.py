@@ -4,7 +4,8 @@
 central slice of the 3D Fourier transform perpendicular to the projection direction. The density is
 zero-padded (``pad``×), pre-divided by the trilinear-interpolation kernel's real-space profile
 (gridding correction, as RELION's ``griddingCorrect``), Fourier transformed once, and each image is
-one trilinear ``grid_sample`` of ``size²`` points plus one 2D inverse FFT, batched over particles.
+one trilinear gather of ``size × (size//2+1)`` points (Hermitian half plane) plus one inverse
+real FFT, batched over particles.
 Shifts and the CTF are applied on the slice before the inverse FFT.
 
 :func:`project_real` is the direct real-space reference (rotate the sampling grid, sum along z):
@@ -24,18 +25,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cryofm.simulate.ctf import apply_ctf
+from cryofm.simulate.ctf import apply_ctf, ctf_2d
 
 DEFAULT_CHUNK = 256
 
 
 def _centred_fftn(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
     return torch.fft.fftshift(torch.fft.fftn(torch.fft.ifftshift(x, dim=dims), dim=dims), dim=dims)
-
-
-def _centred_ifft2(x: torch.Tensor) -> torch.Tensor:
-    dims = (-2, -1)
-    return torch.fft.fftshift(torch.fft.ifft2(torch.fft.ifftshift(x, dim=dims), dim=dims), dim=dims)
 
 
 def pad_to_cube(volume: np.ndarray) -> np.ndarray:
@@ -70,11 +66,35 @@ class Projector:
         o = m // 2 - n // 2
         big[o:o + n, o:o + n, o:o + n] = vol
         ft = _centred_fftn(torch.from_numpy(big), (0, 1, 2)).to(torch.complex64)
-        self._ft = torch.stack([ft.real, ft.imag])[None].contiguous()  # [1, 2, M, M, M]
+        self._table = torch.view_as_real(ft.reshape(-1)).contiguous()  # [M³, 2] (re, im)
+
+    def _trilinear(self, coords: torch.Tensor) -> torch.Tensor:
+        """Trilinear samples of the centred 3D FT at ``coords`` [Q, 3] (x, y, z, padded-grid units
+        from the centre) → [Q, 2] (re, im); zero outside the grid."""
+        m = self.padded
+        c = coords + m // 2
+        c0 = torch.floor(c)
+        f = c - c0
+        i0 = c0.to(torch.int64)
+        valid = ((i0 >= 0) & (i0 < m - 1)).all(-1)
+        i0 = i0 * valid[:, None]
+        base = (i0[:, 2] * m + i0[:, 1]) * m + i0[:, 0]
+        fx, fy, fz = f[:, 0], f[:, 1], f[:, 2]
+        gx, gy, gz = 1 - fx, 1 - fy, 1 - fz
+        out = torch.zeros(c.shape[0], 2)
+        for dz, wz in ((0, gz), (1, fz)):
+            for dy, wy in ((0, gy), (1, fy)):
+                wzy = wz * wy
+                for dx, wx in ((0, gx), (1, fx)):
+                    val = self._table.index_select(0, base + (dz * m * m + dy * m + dx))
+                    out.addcmul_(val, (wzy * wx)[:, None])
+        return out * valid[:, None]
 
     def slices(self, rotations: np.ndarray, size: int | None = None,
                pixel_size: float | np.ndarray | None = None) -> torch.Tensor:
-        """Central slices [B, size, size] (complex64, centred) at pose matrices ``rotations`` [B, 3, 3].
+        """Central slices at pose matrices ``rotations`` [B, 3, 3], in ``rfft2`` layout:
+        complex64 [B, size, size // 2 + 1] (rows ``fftfreq`` order, columns ``0 … size // 2``), the
+        image origin at pixel ``size // 2`` already folded in by the volume's centring.
 
         ``pixel_size`` (Å/px, scalar or [B]) of the output images defaults to the voxel size; the
         field of view ``size × pixel_size`` must not exceed the padded box.
@@ -87,20 +107,19 @@ class Projector:
         if np.any(size * p_out > self.padded * self.pixel_size * (1 + 1e-6)):
             raise ValueError("field of view larger than the padded volume: raise pad")
         scale = torch.as_tensor(self.padded * self.pixel_size / (size * p_out), dtype=torch.float32)
-        k = torch.arange(size, dtype=torch.float32) - size // 2
-        ky, kx = torch.meshgrid(k, k, indexing="ij")
-        plane = torch.stack([kx, ky], -1).reshape(-1, 2)  # [P, 2] (x, y)
+        kx, ky = half_plane(size)
+        inside = (kx * kx + ky * ky <= (size // 2) ** 2).reshape(-1)  # beyond Nyquist stays zero
+        plane = torch.stack([kx, ky], -1).reshape(-1, 2)[inside]  # [P, 2] (x, y)
         # 3D frequency = Aᵀ (kx, ky, 0): rows 0 and 1 of A, combined
         coords = torch.einsum("pi,bij->bpj", plane, rot[:, :2, :]) * scale[:, None, None]
-        m = self.padded
-        grid = (coords + m // 2) / (m - 1) * 2 - 1  # align_corners=True, (x, y, z) → (W, H, D)
-        out = F.grid_sample(self._ft, grid.reshape(1, b, size, size, 3), mode="bilinear",
-                            padding_mode="zeros", align_corners=True)[0]
-        return torch.complex(out[0], out[1])
+        vals = self._trilinear(coords.reshape(-1, 3)).reshape(b, -1, 2)
+        out = torch.zeros(b, size * (size // 2 + 1), 2)
+        out[:, inside] = vals
+        return torch.view_as_complex(out.reshape(b, size, size // 2 + 1, 2))
 
     def project(self, rotations: np.ndarray, size: int | None = None,
                 pixel_size: float | np.ndarray | None = None, shifts: np.ndarray | None = None,
-                ctf: torch.Tensor | None = None, phase_flip: bool = False,
+                ctf: dict | None = None, phase_flip: bool = False,
                 chunk: int = DEFAULT_CHUNK) -> np.ndarray:
         """Projection images [B, size, size] (float32) at pose matrices ``rotations`` [B, 3, 3].
 
@@ -109,9 +128,10 @@ class Projector:
             size: output box in px (default: the volume's).
             pixel_size: output Å/px, scalar or [B] (default: the voxel size).
             shifts: [B, 2] RELION origins (x, y) in Å; the particle is drawn at centre − origin.
-            ctf: [B, size, size] centred CTFs (:func:`cryofm.simulate.ctf.ctf_2d`), or None.
+            ctf: keyword arguments of :func:`cryofm.simulate.ctf.ctf_2d` other than size and pixel
+                size (defocus_u, defocus_v, defocus_angle, voltage, ...; scalars or [B]), or None.
             phase_flip: multiply by |CTF| instead of the CTF.
-            chunk: particles per batch (memory ~ chunk × size² × 40 bytes).
+            chunk: particles per batch (memory ~ chunk × size² × 60 bytes).
         """
         size = int(size or self.size)
         rotations = np.asarray(rotations, dtype=np.float64).reshape(-1, 3, 3)
@@ -119,8 +139,7 @@ class Projector:
         p_out = np.broadcast_to(np.asarray(self.pixel_size if pixel_size is None else pixel_size,
                                            dtype=np.float64), (b,))
         out = np.empty((b, size, size), dtype=np.float32)
-        k = torch.arange(size, dtype=torch.float32) - size // 2
-        ky, kx = torch.meshgrid(k, k, indexing="ij")
+        kx, ky = half_plane(size)
         for s in range(0, b, chunk):
             e = min(b, s + chunk)
             sl = self.slices(rotations[s:e], size, p_out[s:e])
@@ -130,9 +149,19 @@ class Projector:
                 arg = 2 * np.pi * (kx[None] * d[:, 0, None, None] + ky[None] * d[:, 1, None, None]) / size
                 sl = sl * torch.polar(torch.ones_like(arg), arg)
             if ctf is not None:
-                sl = apply_ctf(sl, ctf[s:e], phase_flip)
-            out[s:e] = _centred_ifft2(sl).real.numpy()
+                part = {k: (v[s:e] if np.ndim(v) else v) for k, v in ctf.items()}
+                sl = apply_ctf(sl, ctf_2d(size, p_out[s:e], layout="half", **part), phase_flip)
+            img = torch.fft.irfft2(sl, s=(size, size))
+            out[s:e] = torch.fft.fftshift(img, dim=(-2, -1)).numpy()
         return out
+
+
+def half_plane(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer frequency indices (kx, ky) [size, size // 2 + 1] of the ``rfft2`` layout."""
+    ky = torch.fft.fftfreq(size, 1.0 / size)
+    kx = torch.arange(size // 2 + 1, dtype=torch.float32)
+    gy, gx = torch.meshgrid(ky.to(torch.float32), kx, indexing="ij")
+    return gx, gy
 
 
 def project_real(volume: np.ndarray, rotations: np.ndarray, chunk: int = 8) -> np.ndarray:
