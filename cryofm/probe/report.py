@@ -58,7 +58,7 @@ def task_table(rows: Sequence[dict[str, Any]], task: Task) -> tuple[list[dict[st
                 line[_col_name(p, e)] = f"{s:.1f}" if s is not None else "–"
             else:
                 mae = r.get("mae")
-                line[_col_name(p, e)] = (f"{s:.3f} / {mae:.3g}" if s is not None and mae is not None else "–")
+                line[_col_name(p, e)] = (f"{s:.3f} / {mae:.4g}" if s is not None and mae is not None else "–")
         table.append(line)
     if classify:
         chance = _chance(rows)
@@ -72,9 +72,10 @@ def task_figure(rows: Sequence[dict[str, Any]], task: Task):
     classify = task.is_classification
     sources = list(dict.fromkeys(r["source"] for r in rows))
     have = [(p, e) for p, e in COLUMNS if any(r["protocol"] == p and r["erasure"] == e for r in rows)]
-    fig, ax = plt.subplots(figsize=(1.2 + 1.5 * len(sources), 2.6))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(sources), 3.0))
     width = 0.8 / max(1, len(have))
-    colors = plt.get_cmap("tab10")
+    colors = plt.get_cmap("tab20")  # one hue per erasure: light = ID, dark = OOD
+    hue = {"none": 0, "regress_out": 2, "leace": 4}
     for j, (p, e) in enumerate(have):
         vals = []
         for src in sources:
@@ -82,7 +83,7 @@ def task_figure(rows: Sequence[dict[str, Any]], task: Task):
             s = _score(hit[0], classify) if hit and hit[0].get("n", 0) else None
             vals.append(np.nan if s is None else s)
         ax.bar(np.arange(len(sources)) + (j - (len(have) - 1) / 2) * width, vals, width,
-               label=_col_name(p, e), color=colors(j))
+               label=_col_name(p, e), color=colors(hue[e] + (1 if p == "id" else 0)))
     if classify:
         chance = _chance(rows)
         if chance:
@@ -95,7 +96,7 @@ def task_figure(rows: Sequence[dict[str, Any]], task: Task):
     ax.set_xticks(np.arange(len(sources)))
     ax.set_xticklabels([s.replace("_", "-") for s in sources], fontsize=8)
     ax.set_title(task.name, fontsize=10)
-    ax.legend(fontsize=6, ncol=2, frameon=False)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
 
