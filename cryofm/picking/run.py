@@ -1,0 +1,148 @@
+"""``eval/pick.py``: pick particles on micrographs with frozen features or DoG, export, score, report.
+
+Per micrograph (cached in ``out/cache/<stem>.npz`` so an interrupted run resumes):
+the DoG score map and picks (always: the classical baseline of every report), and with a checkpoint
+the window features, their PCA image and the PC1 score map and picks. Picks of the chosen
+``picker`` go to ``out/picks/<stem>.{star,box,csv,txt}``. With ``ground_truth``: ``out/metrics.json``
+and ``out/report.{html,md}`` (see :mod:`cryofm.picking.report`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from cryofm.errors import InputError
+from cryofm.features.sliding import micrograph_features
+from cryofm.io.coords import EXTENSION, write_picks
+from cryofm.io.micrograph import list_micrographs, read_micrograph
+from cryofm.picking.dog import dog_score_map
+from cryofm.picking.pca import feature_score_map, kmeans_map, pca_rgb
+from cryofm.picking.picker import pick
+from cryofm.utils import atomic
+
+PICKERS = ("features", "dog")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_model(checkpoint: str | None, device: str = "auto") -> tuple[Any, dict] | tuple[None, None]:
+    """The frozen backbone and its meta, or (None, None) without a checkpoint."""
+    if not checkpoint:
+        return None, None
+    from cryofm.models.export import load_backbone
+
+    return load_backbone(checkpoint, device=resolve_device(device))
+
+
+def check_common(cfg: DictConfig) -> tuple[list[Path], float, Path]:
+    """Micrograph list, diameter (px) and output folder, validated (InputError on bad values)."""
+    if cfg.get("micrographs") in (None, "???"):
+        raise InputError(None, "micrographs=<dir or glob> is required")
+    mics = list_micrographs(cfg.micrographs)
+    try:
+        d = float(cfg.diameter)
+    except (TypeError, ValueError) as exc:
+        raise InputError(None, f"diameter={cfg.get('diameter')!r} must be a number of micrograph px") from exc
+    if not d > 2:
+        raise InputError(None, f"diameter={d} px is too small (particle diameter in micrograph px)")
+    stems = [m.stem for m in mics]
+    if len(set(stems)) != len(stems):
+        raise InputError(cfg.micrographs, "two micrographs share a file stem (outputs are named by stem)")
+    return mics, d, Path(str(cfg.out))
+
+
+def feature_kwargs(cfg: DictConfig, meta: dict) -> dict[str, Any]:
+    """Keyword arguments of :func:`micrograph_features` from the ``features`` config group."""
+    f = cfg.features
+    invert = str(cfg.contrast) != str(meta.get("particle_contrast", cfg.model_contrast))
+    return {"path": str(f.path), "box_factor": float(f.box_factor), "stride": f.stride,
+            "shifts": int(f.shifts),
+            "tile": int(f.tile), "batch_size": int(f.batch_size), "invert": invert,
+            "progress": bool(cfg.get("progress", False))}
+
+
+def _process(path: Path, d: float, cfg: DictConfig, model, meta) -> dict[str, np.ndarray]:
+    """Everything computed for one micrograph, as arrays (the cache content)."""
+    img = read_micrograph(path)
+    pk = cfg.pick
+    opts = {"threshold": pk.threshold, "nms": float(pk.nms), "edge": float(pk.edge),
+            "refine": float(pk.refine)}
+    t0 = time.perf_counter()
+    dmap = dog_score_map(img, d, particle_contrast=str(cfg.contrast), k=float(cfg.dog.k))
+    res: dict[str, np.ndarray] = {"shape": np.asarray(img.shape)}
+    _store(res, "dog", pick(dmap, d, **opts), time.perf_counter() - t0)
+    if model is not None:
+        t0 = time.perf_counter()
+        grid = micrograph_features(model, meta, img, d, **feature_kwargs(cfg, meta))
+        smap, pca, sign = feature_score_map(grid, sign=cfg.features.sign, prior=dmap)
+        _store(res, "features", pick(smap, d, **opts), time.perf_counter() - t0)
+        res.update({"rgb": pca_rgb(grid.features, pca), "score": smap.values,
+                    "grid": np.asarray([grid.x0, grid.y0, grid.step]), "sign": np.asarray(sign)})
+        if cfg.get("kmeans", True):
+            res["kmeans"] = kmeans_map(grid.features, 2, seed=int(cfg.seed))
+    return res
+
+
+def _store(res: dict, name: str, p, seconds: float) -> None:
+    res.update({f"{name}_xy": p.xy, f"{name}_scores": p.scores, f"{name}_cand_xy": p.candidates_xy,
+                f"{name}_cand_scores": p.candidates_scores, f"{name}_threshold": np.asarray(p.threshold),
+                f"{name}_seconds": np.asarray(seconds)})
+
+
+def _cached(path: Path, d: float, cfg: DictConfig, model, meta, cache_dir: Path) -> dict[str, np.ndarray]:
+    f = cache_dir / f"{path.stem}.npz"
+    if f.is_file() and cfg.get("resume", True):
+        with np.load(f) as z:
+            res = dict(z)
+        if model is None or "features_xy" in res:
+            return res
+    res = _process(path, d, cfg, model, meta)
+    with atomic.atomic_path(f) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **res)
+    return res
+
+
+def run_pick(cfg: DictConfig) -> dict:
+    """The ``eval/pick.py`` app (see module docstring); returns the metrics (or a summary)."""
+    mics, d, out = check_common(cfg)
+    picker = str(cfg.picker)
+    if picker not in PICKERS:
+        raise InputError(None, f"picker={picker!r} must be one of {', '.join(PICKERS)}")
+    if picker == "features" and not cfg.get("checkpoint"):
+        raise InputError(None, "picker=features needs checkpoint=<run dir or backbone file>")
+    truths = None
+    if cfg.get("ground_truth"):
+        from cryofm.picking.truth import load_ground_truth
+
+        truths = load_ground_truth(cfg.ground_truth, [m.stem for m in mics], d)  # fail early on bad GT
+    torch.manual_seed(int(cfg.seed))
+    model, meta = load_model(cfg.get("checkpoint"), str(cfg.device))
+    results: dict[str, dict[str, np.ndarray]] = {}
+    formats = list(cfg.formats)
+    for path in tqdm(mics, desc="micrographs", disable=not cfg.get("progress", True)):
+        res = _cached(path, d, cfg, model, meta, out / "cache")
+        results[path.stem] = res
+        for fmt in formats:
+            write_picks(out / "picks" / f"{path.stem}{EXTENSION[fmt]}", res[f"{picker}_xy"], fmt=fmt,
+                        scores=res[f"{picker}_scores"], diameter=d, micrograph=path.name)
+    summary = {"picker": picker, "diameter_px": d, "n_micrographs": len(mics),
+               "n_picks": int(sum(len(r[f"{picker}_xy"]) for r in results.values())),
+               "config": OmegaConf.to_container(cfg, resolve=True)}
+    if truths is None:
+        atomic.write_json(out / "summary.json", summary)
+        return summary
+    from cryofm.picking.report import score_and_report
+
+    return score_and_report(cfg, mics, results, truths, d, out, picker, meta)

@@ -1,0 +1,72 @@
+"""Expert picks for a set of micrographs, from a file, a folder or a glob (any pick format or masks)."""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cryofm.errors import InputError
+from cryofm.io.coords import SUFFIXES, mask_centres, read_picks_by_micrograph
+from cryofm.io.micrograph import read_micrograph
+
+# when a folder holds several files for one micrograph, coordinates win over masks
+_PREFERENCE = (".star", ".csv", ".box", ".txt", ".tsv", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
+
+
+@dataclass
+class Truth:
+    """Expert centres [N, 2] (x, y px) of one micrograph, and its disk mask when given as one."""
+
+    xy: np.ndarray
+    mask: np.ndarray | None = None
+    source: str = ""
+
+
+def _is_mask(path: Path) -> bool:
+    return SUFFIXES.get(path.suffix.lower()) == "mask"
+
+
+def _from_file(path: Path, diameter: float) -> dict[str, Truth]:
+    if _is_mask(path):
+        m = read_micrograph(path)
+        binary = m > (float(m.min()) + float(m.max())) / 2
+        return {path.stem: Truth(mask_centres(m, diameter), binary, str(path))}
+    return {k: Truth(xy, None, str(path)) for k, (xy, _) in read_picks_by_micrograph(path).items()}
+
+
+def load_ground_truth(spec: str | Path, stems: list[str], diameter: float) -> dict[str, Truth]:
+    """Expert picks keyed by micrograph stem, for those of ``stems`` that have any.
+
+    ``spec`` is a pick file (one micrograph, or many named inside: STAR ``rlnMicrographName``, topaz
+    ``image_name``), a folder holding ``<stem>.<suffix>`` per micrograph, or a glob of such files.
+    A single file without micrograph names applies to the single micrograph given.
+    InputError when no micrograph gets ground truth.
+    """
+    p = Path(str(spec))
+    found: dict[str, Truth] = {}
+    if p.is_file():
+        found = _from_file(p, diameter)
+        if len(found) == 1 and len(stems) == 1 and stems[0] not in found:
+            found = {stems[0]: next(iter(found.values()))}
+    else:
+        if p.is_dir():
+            files = [f for f in sorted(p.iterdir()) if f.is_file() and f.suffix.lower() in SUFFIXES]
+        else:
+            files = [Path(f) for f in sorted(glob.glob(str(spec))) if Path(f).suffix.lower() in SUFFIXES]
+        by_stem: dict[str, Path] = {}
+        for f in sorted(files, key=lambda f: _PREFERENCE.index(f.suffix.lower())
+                        if f.suffix.lower() in _PREFERENCE else 99):
+            if f.stem in stems and f.stem not in by_stem:
+                by_stem[f.stem] = f
+        for stem, f in by_stem.items():
+            got = _from_file(f, diameter)
+            # a per-micrograph file may name its micrograph differently (or not at all)
+            found[stem] = got[stem] if stem in got else next(iter(got.values()))
+    found = {k: v for k, v in found.items() if k in stems}
+    if not found:
+        raise InputError(spec, "no ground truth for any of the micrographs (expected files named "
+                               "<micrograph stem>.star/.csv/.box/.txt/.png, or names inside the file)")
+    return found
