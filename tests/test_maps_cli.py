@@ -63,6 +63,7 @@ def test_labels_follow_the_atoms(groel):
     summary = json.loads((out / "groel" / "groel.json").read_text())
     n_atom_lines = sum(1 for line in pdb.read_text().splitlines() if line.startswith("ATOM  "))
     assert summary["n_atoms"] == 2 * n_atom_lines  # BIOMT: two heptameric rings
+    assert summary["fraction_inside"] > 0.7  # placed: the (noisy) map was simulated from this model
     model = read_model(pdb)
     cls = read_map(out / "groel" / "groel_classification.mrc")
     types = read_map(out / "groel" / "groel_classification_types.mrc").data
@@ -107,7 +108,7 @@ def test_fsc_table_and_shards(groel):
 def test_unplaced_model_is_refused_without_output(tmp_path, capsys):
     real = shared_file("emd1997_groel", "1997.map")
     pdb = shared_file("emd1997_groel", "1oel.pdb")
-    code = main(["maplabels", f"map={real}", f"model={pdb}", f"out={tmp_path / 'o'}", "contour=1.0"])
+    code = main(["maplabels", f"map={real}", f"model={pdb}", f"out={tmp_path / 'o'}"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "1oel.pdb" in err and "not placed" in err

@@ -28,7 +28,7 @@ from cryofm.io.mapio import read_map, write_map
 from cryofm.maps.cubes import normalize_map, write_cube_shards
 from cryofm.maps.fsc import fsc_curve, resolution_at, soft_mask
 from cryofm.maps.labels import make_labels
-from cryofm.maps.placement import auto_contour, fraction_inside
+from cryofm.maps.placement import fraction_inside, volume_contour
 from cryofm.maps.plots import plot_fsc, plot_slices
 from cryofm.maps.resample import resample
 from cryofm.maps.simulate_map import MOLMAP_SIGMA_FACTOR, SIMULATOR_NAME, simulate_map
@@ -47,9 +47,9 @@ class LabelOptions:
     sim_sigma_factor: float = MOLMAP_SIGMA_FACTOR
     radius: float = 6.0
     atom_voxel: str = "round"
-    contour: float | None = None  # None: mean + contour_std * std of the input map
-    contour_std: float = 2.0
-    min_inside: float = 0.3
+    contour: float | None = None  # None: the level enclosing n_atoms * volume_per_atom Å^3
+    volume_per_atom: float = 12.0
+    min_inside: float = 0.5
     fsc_mask_radius: float = 3.0
     fsc_mask_edge: float = 3.0
     cubes: bool = True
@@ -75,8 +75,8 @@ class LabelOptions:
             radius=float(g("labels", "radius", 6.0)),
             atom_voxel=str(g("labels", "atom_voxel", "round")),
             contour=cfg.get("contour", None),
-            contour_std=float(g("check", "contour_std", 2.0)),
-            min_inside=float(g("check", "min_inside", 0.3)),
+            volume_per_atom=float(g("check", "volume_per_atom", 12.0)),
+            min_inside=float(g("check", "min_inside", 0.5)),
             fsc_mask_radius=float(g("fsc", "mask_radius", 3.0)),
             fsc_mask_edge=float(g("fsc", "mask_edge", 3.0)),
             cubes=bool(g("cubes", "enabled", True)),
@@ -143,7 +143,10 @@ def label_pair(map_path: str | Path, model_path: str | Path, out: str | Path, ma
         return json.loads((final / names["summary"]).read_text()) | {"skipped": True}
     raw = read_map(map_path)
     model = read_model(model_path, assembly=opts.assembly)
-    contour = float(opts.contour) if opts.contour is not None else auto_contour(raw.data, opts.contour_std)
+    if opts.contour is not None:
+        contour = float(opts.contour)
+    else:
+        contour = volume_contour(raw.data, float(np.prod(raw.voxel_size)), opts.volume_per_atom * len(model))
     inside = fraction_inside(raw, model.xyz, contour)
     if inside < opts.min_inside:
         raise InputError(model_path, f"model is not placed in map {map_path}: only {inside:.1%} of atoms "
