@@ -136,3 +136,12 @@ def test_star_without_particle_block(tmp_path):
     with pytest.raises(InputError) as exc:
         read_particles(p)
     assert str(exc.value) == f"{p}: no particle block with rlnImageName (blocks: data_micrographs)"
+
+
+def test_zero_means_missing_where_zero_is_impossible(shared_data):
+    path = shared_file(FORMATS, "FinalRefinement-OriginalParticles-PfCRT.star")
+    parts, _ = _independent(path)
+    assert (parts["rlnCtfMaxResolution"] == 0).all()  # RELION wrote 0.0: "not estimated"
+    df = read_particles(path)
+    assert df["CtfMaxResolution"].isna().all()
+    assert (df["PhaseShift"] == 0).all()  # a real zero stays zero

@@ -19,6 +19,10 @@ from cryofm import schema
 from cryofm.errors import InputError
 
 PRIVATE = ("_stack", "_index", "_path")
+# Fields that cannot be zero or negative: software writes 0 for "not measured" (e.g. RELION's
+# rlnCtfMaxResolution 0.0), which the schema stores as missing, never as 0.
+POSITIVE = ("ImagePixelSize", "Voltage", "CtfMaxResolution", "ClassResolution", "ImageSize",
+            "MicrographShapeX", "MicrographShapeY", "ClassNumber")
 _IMAGE_NAME = re.compile(r"^\s*(\d+)@(.+?)\s*$")
 
 
@@ -84,6 +88,9 @@ def finish_table(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
                 df[col] = df[col].astype(str)
         except (TypeError, ValueError):
             raise InputError(path, f"column for {col} has non-numeric values") from None
+    for col in POSITIVE:
+        if col in df:
+            df[col] = df[col].where(df[col] > 0)
     shape_x, shape_y = df.get("MicrographShapeX"), df.get("MicrographShapeY")
     if shape_x is not None and shape_y is not None:
         if "CoordinateX" in df and "CoordinateXFrac" not in df:
