@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ import pytest
 from cryofm.cli import main
 from cryofm.io.atomic import read_model
 from cryofm.io.mapio import DensityMap, read_map, write_map
+from cryofm.maps.batch import split_shards
 from cryofm.maps.cubes import read_cube
 from cryofm.maps.simulate_map import simulate_map
 from tests.conftest import shared_file
@@ -136,6 +138,9 @@ def test_batch_table_resumes_and_reports_failures(groel, tmp_path, capsys):
     assert manifest["fsc_mean"]["regression_masked_fsc_0.5_A"] == 2 * VOXEL  # mean over the one map
     assert manifest["maps"]["groel"]["resolution_source"] == "fsc_0.5_masked"  # done before the table
     assert not [p for p in batch_out.iterdir() if p.name.startswith(".tmp")]
+    shards = split_shards(batch_out, manifest["maps"]["groel"]["split"])
+    assert shards == [str(batch_out / s) for s in manifest["maps"]["groel"]["shards"]]
+    assert split_shards(batch_out, "all") == shards and all(Path(s).is_file() for s in shards)
 
 
 def test_permuted_anisotropic_input_labels_land_on_the_atoms(tmp_path):

@@ -100,6 +100,19 @@ def run_batch(pairs: list[dict], out: str | Path, opts: LabelOptions, overwrite:
     return {"done": done, "failed": failed}
 
 
+def split_shards(out: str | Path, split: str) -> list[str]:
+    """Absolute shard paths of ``split`` (train / val / heldout / all) of a labelled-map folder."""
+    out = Path(out)
+    manifest_path = out / "manifest.json"
+    if not manifest_path.is_file():
+        raise InputError(out, "no manifest.json: not a cryofm maplabels output folder")
+    splits = json.loads(manifest_path.read_text())["splits"]
+    if split != "all" and split not in splits:
+        raise InputError(manifest_path, f"unknown split {split!r} (has {sorted(splits)})")
+    names = [s for k in splits if split in ("all", k) for s in splits[k]["shards"]]
+    return [str(out / s) for s in names]
+
+
 def finalize(out: str | Path, fractions: dict[str, float] | None = None, seed: int = 0,
              failed: dict[str, str] | None = None) -> dict:
     """Write ``split.json``, ``manifest.json`` and ``fsc_summary.csv`` for every labelled map in ``out``."""

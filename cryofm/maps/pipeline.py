@@ -164,6 +164,8 @@ def label_pair(map_path: str | Path, model_path: str | Path, out: str | Path, ma
     split_res = float(resolution) if resolution is not None else float(exp_masked["fsc_0.5_A"])
 
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(f".tmp-{map_id}.*"):  # left by a killed run of this map
+        shutil.rmtree(stale, ignore_errors=True)
     stage = Path(tempfile.mkdtemp(prefix=f".tmp-{map_id}.", dir=out))
     try:
         write_map(stage / names["map"], grid)
