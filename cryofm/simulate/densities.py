@@ -209,16 +209,19 @@ def from_map(path: str | Path, symmetry: str = "C1", resolution: float = float("
 
 
 def from_model(path: str | Path, pixel_size: float, resolution: float, symmetry: str = "C1",
-               assembly: bool = True, margin: float = 1.3) -> Density:
+               assembly: bool = True, margin: float = 1.3, max_box: int | None = None) -> Density:
     """A density from an atomic model: Gaussian atoms (weight = atomic number, σ = 0.225 ×
     ``resolution``) on a cubic grid of ``pixel_size`` Å whose edge is ``margin`` × max diameter,
-    centred on the mass-weighted centre. Mass and diameter are the model's own."""
+    centred on the mass-weighted centre. Mass and diameter are the model's own. With ``max_box`` the
+    voxel size grows so that the box fits in that many voxels."""
     from cryofm.io.atomic import read_model
 
     model = read_model(path, assembly=assembly)
     z = model.atomic_number.astype(np.float64)
     xyz = model.xyz - (model.xyz * z[:, None]).sum(0) / z.sum()
     diam = model.max_diameter()
+    if max_box:
+        pixel_size = max(pixel_size, margin * diam / (max_box - 2))
     box = int(np.ceil(margin * diam / pixel_size / 2) * 2)
     vol = gaussian_volume(xyz, z, SIGMA_PER_RESOLUTION * resolution, box, pixel_size)
     vol = centre(vol)
