@@ -13,8 +13,8 @@ from cryofm.models.backbone import create_backbone
 
 class PixelProbe(nn.Module):
     """A stand-in backbone with known tokens: each patch token is the mean of its p×p pixels and the
-    CLS token the mean of the central 4×4 pixels; features of a window then peak exactly where a
-    bright spot sits at the window centre."""
+    CLS token the mean of the central half (h/2 × w/2) of the window; features of a window then peak
+    where a bright spot sits at the window centre."""
 
     def __init__(self, p: int = 8):
         super().__init__()
@@ -26,7 +26,7 @@ class PixelProbe(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
         patches = nn.functional.avg_pool2d(x, self.p).flatten(2).transpose(1, 2)  # [B, N, 1]
-        c = x[:, :, h // 2 - 2:h // 2 + 2, w // 2 - 2:w // 2 + 2].mean((-2, -1))[:, :, None]
+        c = x[:, :, h // 4:h - h // 4, w // 4:w - w // 4].mean((-2, -1))[:, :, None]
         return torch.cat([c.transpose(1, 2), patches], 1).expand(-1, -1, 2) + self.w
 
 
