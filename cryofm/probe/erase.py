@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from cryofm import schema
+from cryofm.probe.linear import blas_threads
 
 ANGLE_FIELDS = ("DefocusAngle",)
 
@@ -76,7 +77,8 @@ class RegressOut:
         self.scaler = AcquisitionScaler().fit(a, names)
         z = self.scaler.transform(a)
         design = np.concatenate([z, np.ones((len(z), 1))], 1)
-        coef, *_ = np.linalg.lstsq(design, np.asarray(x, np.float64), rcond=None)
+        with blas_threads(x):
+            coef, *_ = np.linalg.lstsq(design, np.asarray(x, np.float64), rcond=None)
         self.weight = coef[:-1]  # [K', D]; the intercept stays in the features
         return self
 
@@ -91,7 +93,10 @@ class LeaceEraser:
 
     def fit(self, x: np.ndarray, z: np.ndarray, rel_tol: float = 1e-8) -> LeaceEraser:
         """``x`` [N, D] features, ``z`` [N, K] concept (standardised, no NaN)."""
-        x = np.asarray(x, np.float64)
+        with blas_threads(x):
+            return self._fit(np.asarray(x, np.float64), z, rel_tol)
+
+    def _fit(self, x: np.ndarray, z: np.ndarray, rel_tol: float) -> LeaceEraser:
         z = np.asarray(z, np.float64)
         self.mean = x.mean(0)
         xc, zc = x - self.mean, z - z.mean(0)

@@ -25,7 +25,8 @@ RIDGE_ALPHA = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 SMALL = 2_000_000
 
 
-def _threads(x: np.ndarray):
+def blas_threads(x: np.ndarray):
+    """threadpoolctl context: one BLAS thread for a small matrix ``x``, the default otherwise."""
     return threadpool_limits(limits=1 if x.size < SMALL else None)
 
 
@@ -87,7 +88,7 @@ class ProbeResult:
 
 def _fit_logistic(x: np.ndarray, y: np.ndarray, c: float, max_iter: int, seed: int) -> LogisticRegression:
     clf = LogisticRegression(C=c, max_iter=max_iter, random_state=seed)
-    with warnings.catch_warnings(), _threads(x):
+    with warnings.catch_warnings(), blas_threads(x):
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(x, y)
     return clf
@@ -140,7 +141,7 @@ def fit_ridge(x_tr: np.ndarray, y_tr: np.ndarray, x_val: np.ndarray, y_val: np.n
     scores: dict[float, float] = {}
     best: tuple[float, float, Ridge | None] = (-np.inf, float(grid[0]), None)
     for a in grid:
-        with _threads(xs):
+        with blas_threads(xs):
             reg = Ridge(alpha=float(a)).fit(xs, yt)
         s = regression_metrics(y_val, reg.predict(xv) * sd + mu)["r2"] if len(y_val) > 1 else 0.0
         s = -np.inf if not np.isfinite(s) else s
