@@ -43,3 +43,19 @@ def test_groel_biomt_assembly_is_14mer(shared_data):
     assert 700 < full.mass_kda() < 830
     # the second BIOMT operator is a 2-fold about x: y, z -> -y, -z
     np.testing.assert_allclose(full.xyz[len(asym):, 1], -asym.xyz[:, 1], atol=1e-3)
+
+
+def test_assembly_naming_missing_chain_is_one_line_error(tmp_path):
+    p = tmp_path / "bad.pdb"
+    biomt = ("REMARK 350 BIOMOLECULE: 1\n"
+             "REMARK 350 APPLY THE FOLLOWING TO CHAINS: B\n"
+             "REMARK 350   BIOMT1   1  1.000000  0.000000  0.000000        0.00000\n"
+             "REMARK 350   BIOMT2   1  0.000000  1.000000  0.000000        0.00000\n"
+             "REMARK 350   BIOMT3   1  0.000000  0.000000  1.000000        0.00000\n")
+    p.write_text(biomt + PDB_LINES)
+    try:
+        m = read_model(p, assembly=True)
+    except InputError as exc:
+        assert "assembly" in str(exc) and str(p) in str(exc)
+    else:  # a gemmi that skips the missing chain yields an empty assembly, refused as no atoms
+        raise AssertionError(f"expected InputError, got {len(m)} atoms")

@@ -86,7 +86,10 @@ def read_model(path: str | Path, assembly: bool = True, remove_hydrogens: bool =
     if len(st) == 0:
         raise InputError(path, "no model in file")
     if assembly and st.assemblies:
-        model = gemmi.make_assembly(st.assemblies[0], st[0], gemmi.HowToNameCopiedChain.AddNumber)
+        try:
+            model = gemmi.make_assembly(st.assemblies[0], st[0], gemmi.HowToNameCopiedChain.AddNumber)
+        except RuntimeError as exc:  # e.g. BIOMT naming chains the file lacks
+            raise InputError(path, f"cannot build the biological assembly: {exc}") from exc
     else:
         model = st[0]
     xyz, element, atom_name, residue_name, chain, b, occ = [], [], [], [], [], [], []
