@@ -18,7 +18,6 @@ from cryofm.train.loop import train
 from cryofm.train.runlog import read_metrics
 from cryofm.train.toydata import make_toy_dataset
 
-
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = [
     "experiment=tiny",
