@@ -161,8 +161,6 @@ def train(cfg: DictConfig) -> Path:
         start = int(payload["step"])
         if int(payload.get("num_workers", cfg.data.num_workers)) != int(cfg.data.num_workers):
             log.warning("resuming with a different data.num_workers: the data order will differ")
-        if not ck.load_rng(ckpt_dir, start, info.rank):
-            torch.manual_seed(int(cfg.seed) * 1000003 + start * 131 + info.rank)
         if info.is_main:
             log.info("resumed from %s (step %d)", latest, start)
 
@@ -188,6 +186,9 @@ def train(cfg: DictConfig) -> Path:
         bool(cfg.data.strict),
     )
     loader = iter(make_loader(stream, int(cfg.data.num_workers), pin_memory=cuda))
+    # restore the RNG only now: creating the loader iterator draws from torch's generator
+    if latest is not None and not ck.load_rng(ckpt_dir, start, info.rank):
+        torch.manual_seed(int(cfg.seed) * 1000003 + start * 131 + info.rank)
     pixel_size = median_pixel_size(urls) if info.is_main else None
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
     cfg_yaml = OmegaConf.to_yaml(cfg, resolve=True)
