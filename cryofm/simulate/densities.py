@@ -198,11 +198,11 @@ def from_map(path: str | Path, symmetry: str = "C1", resolution: float = float("
     level = (contour - bg) if contour is not None else None
     mask = np.clip((mask_radius + 0.04 - rad) / 0.04, 0, 1)
     vol = np.clip((vol - bg) * mask, 0, None)
-    vol = vol * object_mask(vol, level if level is not None else _contour(vol, contour_fraction))
-    vol = centre(vol)
-    if max_box and n > max_box:
+    if max_box and n > max_box:  # shrink first: the masking and centring below then cost less
         vol = np.clip(fourier_resample(vol, max_box), 0, None)
         apix *= n / max_box
+    vol = vol * object_mask(vol, level if level is not None else _contour(vol, contour_fraction))
+    vol = centre(vol)
     level = _contour(vol, contour_fraction) if level is None else level
     mass, diam = volume_facts(vol, apix, level)
     return Density(vol, apix, symmetry, mass, diam, resolution, level, {"source": str(path)})
