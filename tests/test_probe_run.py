@@ -16,6 +16,7 @@ from cryofm.data.ingest import ingest_arrays
 from cryofm.data.split import make_split
 from cryofm.models.backbone import backbone_kwargs, create_backbone
 from cryofm.models.export import export_backbone
+from cryofm.probe import run as probe_run
 from cryofm.probe.run import run_probe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,11 +100,17 @@ def test_probe_report_and_erasure_on_confounded_data(setup):
     assert "ProteinClass" in html and "data:image/png;base64" in html and "regress-out" in html
 
 
-def test_other_probe_settings_reuse_cached_features(setup):
+def test_other_probe_settings_reuse_cached_features(setup, monkeypatch):
     tmp, data = setup
     lean = ("baselines.random_init=false", "erasure=[]", "erase_baselines=false")
     first = run_probe(_cfg(tmp, data, tmp / "a", *lean))
+
+    def no_load(*a, **k):
+        raise AssertionError("a fully cached run must not load the backbone")
+
+    monkeypatch.setattr(probe_run, "load_backbone", no_load)
     m = run_probe(_cfg(tmp, data, tmp / "b", *lean, "probe.seed=1", "probe.cap=20"))
+    monkeypatch.undo()
     assert all(m["features_from_cache"].values()) and set(m["features_from_cache"]) == {"model", "pixels"}
     n_train = {r["task"]: r["n_train"] for r in m["results"] if r["source"] == "model"}
     n_first = {r["task"]: r["n_train"] for r in first["results"] if r["source"] == "model"}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,37 @@ class PixelFeaturizer:
         return x.reshape(len(x), -1).astype(np.float32)
 
 
+def input_spec(meta: dict[str, Any]) -> tuple[int, float, float]:
+    """(image size in px, pixel mean, pixel std) a backbone expects, from its ``backbone.json``."""
+    size = int(meta.get("image_size") or meta.get("kwargs", {}).get("img_size", 224))
+    mean, std = meta.get("pixel_mean"), meta.get("pixel_std")
+    return size, 0.0 if mean is None else float(mean), 1.0 if not std else float(std)
+
+
+def backbone_identity(meta: dict[str, Any], identity: dict[str, Any], last_blocks: int) -> dict[str, Any]:
+    """Everything that fixes a backbone's features: the weights' identity, the input spec, the layers."""
+    size, mean, std = input_spec(meta)
+    return {"kind": "backbone", **identity, "model_name": meta.get("model_name"), "image_size": size,
+            "pixel_mean": mean, "pixel_std": std, "last_blocks": int(last_blocks)}
+
+
+class LazyFeaturizer:
+    """A featurizer built on first use, so that a run served entirely from the cache never loads
+    (or randomly initialises) a backbone."""
+
+    def __init__(self, factory: Callable[[], Callable[[np.ndarray], np.ndarray]], identity: dict[str, Any]):
+        self.factory, self.identity, self._f = factory, identity, None
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        if self._f is None:
+            self._f = self.factory()
+        return self._f(images)
+
+    def release(self) -> None:
+        """Drop the built featurizer (frees the model)."""
+        self._f = None
+
+
 class BackboneFeaturizer:
     """``CLS ⊕ mean patch`` features of a frozen timm ViT.
 
@@ -94,15 +125,10 @@ class BackboneFeaturizer:
                  device: str | torch.device = "auto", amp: bool = True):
         self.device = pick_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device).eval()
-        self.image_size = int(meta.get("image_size") or meta.get("kwargs", {}).get("img_size", 224))
-        mean, std = meta.get("pixel_mean"), meta.get("pixel_std")
-        self.pixel_mean = 0.0 if mean is None else float(mean)
-        self.pixel_std = 1.0 if not std else float(std)
+        self.image_size, self.pixel_mean, self.pixel_std = input_spec(meta)
         self.last_blocks = int(last_blocks)
         self.amp = bool(amp) and self.device.type == "cuda"
-        self.identity = {"kind": "backbone", **identity, "model_name": meta.get("model_name"),
-                         "image_size": self.image_size, "pixel_mean": self.pixel_mean,
-                         "pixel_std": self.pixel_std, "last_blocks": self.last_blocks}
+        self.identity = backbone_identity(meta, identity, self.last_blocks)
 
     def preprocess(self, images: np.ndarray) -> torch.Tensor:
         """Stored images [B, H, W] → model input [B, 1, S, S] on the device."""

@@ -7,6 +7,7 @@ Nothing is written under ``out`` until every probe has run; features go to the c
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -22,9 +23,16 @@ from cryofm import schema
 from cryofm.data.dataset import split_urls
 from cryofm.errors import InputError
 from cryofm.features.cache import FeatureCache, Features, columns_to_records
-from cryofm.features.particles import BackboneFeaturizer, PixelFeaturizer, file_sha256, random_init_identity
+from cryofm.features.particles import (
+    BackboneFeaturizer,
+    LazyFeaturizer,
+    PixelFeaturizer,
+    backbone_identity,
+    file_sha256,
+    random_init_identity,
+)
 from cryofm.models.backbone import create_backbone
-from cryofm.models.export import load_backbone, resolve_backbone_file
+from cryofm.models.export import META, load_backbone, resolve_backbone_file
 from cryofm.probe.erase import acquisition_matrix
 from cryofm.probe.inputs import check_inputs
 from cryofm.probe.protocol import Settings, acquisition_predictability, erased_variants, make_sets, probe_task
@@ -36,23 +44,34 @@ SIDES = ("train", "val", "heldout")
 
 
 def _featurizers(cfg: DictConfig) -> list[tuple[str, Any, dict[str, Any]]]:
-    """(source name, featurizer, cache identity) for the checkpoint and each enabled baseline."""
+    """(source name, featurizer, cache identity) for the checkpoint and each enabled baseline.
+
+    Backbones are built lazily: a run whose features are all cached never loads the weights."""
     path = resolve_backbone_file(cfg.checkpoint)
-    model, meta = load_backbone(path)
+    try:
+        meta = json.loads((path.parent / META).read_text())
+        name, kwargs = meta["model_name"], dict(meta["kwargs"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(path.parent / META, f"not a backbone description ({exc})") from None
     fcfg = cfg.features
-    layers = int(fcfg.last_blocks)
-    out = []
-    ident = {"weights": file_sha256(path)}
-    fz = BackboneFeaturizer(model, meta, ident, layers, fcfg.device, fcfg.amp)
-    out.append(("model", fz, fz.identity))
+    layers, device, amp = int(fcfg.last_blocks), str(fcfg.device), bool(fcfg.amp)
+    out: list[tuple[str, Any, dict[str, Any]]] = []
+
+    ident = backbone_identity(meta, {"weights": file_sha256(path)}, layers)
+    out.append(("model", LazyFeaturizer(
+        lambda: BackboneFeaturizer(load_backbone(path)[0], meta, ident, layers, device, amp), ident), ident))
     if cfg.baselines.random_init:
-        torch.manual_seed(int(cfg.baselines.seed))
-        kw = {k: v for k, v in meta["kwargs"].items() if k != "drop_path_rate"}
-        rand = create_backbone(meta["model_name"], img_size=kw.pop("img_size", 224),
-                               in_chans=kw.pop("in_chans", 1), **kw)
-        ident = random_init_identity(meta["model_name"], meta["kwargs"], int(cfg.baselines.seed))
-        fz = BackboneFeaturizer(rand, meta, ident, layers, fcfg.device, fcfg.amp)
-        out.append(("random_init", fz, fz.identity))
+        seed = int(cfg.baselines.seed)
+        rident = backbone_identity(meta, random_init_identity(name, kwargs, seed), layers)
+
+        def build_random() -> BackboneFeaturizer:
+            torch.manual_seed(seed)
+            kw = {k: v for k, v in kwargs.items() if k != "drop_path_rate"}
+            size, chans = kw.pop("img_size", 224), kw.pop("in_chans", 1)
+            model = create_backbone(name, img_size=size, in_chans=chans, **kw)
+            return BackboneFeaturizer(model, meta, rident, layers, device, amp)
+
+        out.append(("random_init", LazyFeaturizer(build_random, rident), rident))
     if int(cfg.baselines.pixels) > 0:
         fz = PixelFeaturizer(int(cfg.baselines.pixels))
         out.append(("pixels", fz, fz.identity))
@@ -103,8 +122,8 @@ def run_probe(cfg: DictConfig) -> dict[str, Any]:
             sides = np.concatenate([np.full(len(p.uids), side) for p, side in zip(parts, SIDES, strict=True)])
         elif not np.array_equal(u, uids):
             raise RuntimeError(f"feature source {name!r} saw other particles than the first one")
-        if name == "model":
-            del fz  # free the backbone before the next one is built
+        if hasattr(fz, "release"):
+            fz.release()  # free this backbone before the next one is built
     assert records is not None and sides is not None
     settings = settings_from(cfg)
     sets = make_sets(sides, settings.fractions, settings.seed)
