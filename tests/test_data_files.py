@@ -105,6 +105,9 @@ def test_dedup_on_real_picks(tmp_path, shared_data):
     man = ingest_file(tmp_path, Job("r31", str(star)), {"MaxDiameter": 100.0}, opts)
     assert n_unique == 4 and man["n"] == 4
     assert man["settings"]["n_input"] == 5 and man["settings"]["n_duplicates"] == 1
+    # no score column: the earlier of the two identical picks is kept; uids keep the STAR row number
+    uids = [rec["uid"] for _, rec in dataset.iter_samples(tmp_path)]
+    assert uids == ["r31/relion31/0", "r31/relion31/2", "r31/relion31/3", "r31/relion31/4"]
 
 
 def test_parallel_equals_serial(tmp_path, shared_data):

@@ -59,6 +59,8 @@ def prepare(job: Job, facts: dict[str, Any], opts: IngestOptions) -> tuple[pd.Da
     path = Path(job.input)
     df = read_particles(path, root=job.root, stack=job.stack)
     n_input = len(df)
+    # uid from the row in the metadata file: stable whatever duplicate removal drops
+    df["uid"] = [f"{job.experiment}/{path.stem}/{i}" for i in range(n_input)]
     n_dup = 0
     dd = dict(opts.dedup or {})
     if dd.get("enabled"):
