@@ -88,6 +88,16 @@ def crop_thetas(
     return theta.float()
 
 
+def affine_grids(theta: torch.Tensor, size: int) -> torch.Tensor:
+    """``F.affine_grid(theta, [n, 1, size, size], align_corners=False)`` by broadcasting (several
+    times faster than the generic batched matmul for small ``n``)."""
+    u = (torch.arange(size, dtype=torch.float32) * 2 + 1) / size - 1  # pixel centres in [-1, 1]
+    n = theta.shape[0]
+    along_w = theta[:, :, 0].view(n, 1, 1, 2) * u.view(1, 1, -1, 1) + theta[:, :, 2].view(n, 1, 1, 2)
+    along_h = theta[:, :, 1].view(n, 1, 1, 2) * u.view(1, -1, 1, 1)
+    return along_w + along_h  # [n, size, size, 2]: one full-size operation
+
+
 def _gaussian_kernels(sigmas: torch.Tensor, radius: int) -> torch.Tensor:
     x = torch.arange(-radius, radius + 1, dtype=torch.float32)
     k = torch.exp(-0.5 * (x[None, :] / sigmas[:, None]) ** 2)
@@ -131,9 +141,12 @@ def make_crops(
         return images.new_zeros(0, 1, size, size)
     nc = n * M
     theta = crop_thetas(nc, spec.scale, spec.ratio, cfg.flip, cfg.rot90, g)
-    grid = F.affine_grid(theta, [nc, 1, size, size], align_corners=False)
-    src = images.unsqueeze(1).repeat(n, 1, 1, 1)
-    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    # the n crops of a particle are stacked along the grid's height: one sampling call, no copies
+    grid = affine_grids(theta, size).view(n, M, size, size, 2).transpose(0, 1).reshape(M, n * size, size, 2)
+    out = F.grid_sample(
+        images.unsqueeze(1), grid, mode="bilinear", padding_mode="reflection", align_corners=False
+    )
+    out = out.view(M, n, size, size).transpose(0, 1).reshape(nc, 1, size, size)
     u = torch.rand(nc, 6, generator=g)
     jit = u[:, 0] < spec.jitter_p
     if jit.any():
