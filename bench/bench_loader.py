@@ -164,7 +164,8 @@ def main() -> None:
     )
     print(f"data: {n_real} {src}, ingested at {args.size} px; {args.particles} particles timed")
     print(
-        f"crops per particle: 2 x {args.size} px global + 8 x {lsize} px local, iBOT masks, batch {args.batch}"
+        f"crops per particle: 2 x {args.size} px global + 8 x {lsize} px local, iBOT masks, "
+        f"batch {args.batch}"
     )
     print(f"DINOv2-style torchvision/PIL (uint8): {base:8.1f} particles/s per core")
     print(f"cryofm tensor multi-crop (float32):   {ours:8.1f} particles/s per core")
