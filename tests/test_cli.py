@@ -172,3 +172,44 @@ def test_bad_second_experiment_writes_nothing(tmp_path, capsys, shared_data):
     rc, _, err = _run(capsys, "ingest", f"input=[{shared_file(FORMATS, 'relion31.star')},{star}]",
                       "experiment=[a,b]", f"out={tmp_path / 'ds'}")
     _assert_clean_error(rc, err, tmp_path / "ds", tmp_path / "missing.mrcs", "particle stack not found")
+
+
+def _nan_experiment(tmp_path):
+    stack = tmp_path / "bad.mrcs"
+    imgs = np.random.default_rng(1).normal(size=(3, 32, 32)).astype(np.float32)
+    imgs[2, 0, 0] = np.nan
+    with mrcfile.new(stack) as m:
+        m.set_data(imgs)
+    star = tmp_path / "bad.star"
+    rows = "".join(f"{i}@bad.mrcs\n" for i in (1, 2, 3))
+    star.write_text("data_particles\n\nloop_\n_rlnImageName #1\n" + rows)
+    return star, stack
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_worker_error_reaches_the_user(tmp_path, capsys, shared_data):
+    star, stack = _nan_experiment(tmp_path)
+    table = tmp_path / "exps.csv"
+    table.write_text(f"experiment,input\ngood,{shared_file(FORMATS, 'relion31.star')}\nbad,{star}\n")
+    out = tmp_path / "ds"
+    rc, _, err = _run(capsys, "ingest", f"table={table}", f"out={out}", "workers=2", "box=32",
+                      "progress=false")
+    assert rc == 2 and err.strip() == f"cryofm ingest: error: {stack}: particle 3@bad.mrcs: NaN or Inf pixels"
+    assert not (out / "shards" / "bad").exists() and not (out / "manifest.json").exists()
+
+
+def test_slurm_style_tasks_then_merge_and_verify(tmp_path, capsys, shared_data):
+    out = tmp_path / "ds"
+    for exp, name in (("a", "relion31.star"), ("b", "empiar_10076_7.star")):
+        rc, _, _ = _run(capsys, "ingest", f"input={shared_file(FORMATS, name)}", f"experiment={exp}",
+                        f"out={out}", "merge=false", "box=32", "progress=false")
+        assert rc == 0
+    assert not (out / "manifest.json").exists() and len(list((out / "experiments").glob("*.json"))) == 2
+    rc, o, _ = _run(capsys, "merge", f"dataset={out}", "verify=true")
+    assert rc == 0 and "12 particles, 2 experiments" in o
+    shard = next((out / "shards" / "b").glob("*.tar"))
+    data = bytearray(shard.read_bytes())
+    data[2000] ^= 0xFF  # one flipped byte inside an image
+    shard.write_bytes(bytes(data))
+    rc, _, err = _run(capsys, "merge", f"dataset={out}", "verify=true")
+    assert rc == 2 and err.strip().startswith(f"cryofm merge: error: {shard}: checksum mismatch")
