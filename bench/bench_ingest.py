@@ -165,7 +165,7 @@ def main() -> None:
     cpu1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_s = sum((b.ru_utime + b.ru_stime) - (a.ru_utime + a.ru_stime)
                 for a, b in zip(cpu0, cpu1, strict=True))
-    assert sum(done.values()) == args.n, done
+    assert sum(m["n"] for m in done.values()) == args.n
     n = args.n
     gib = nbytes / 2**30
     print(f"\nraw read, cold cache : {n / cold_s:9.0f} particles/s  ({gib / cold_s:.2f} GiB/s, "

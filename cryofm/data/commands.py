@@ -62,8 +62,11 @@ def ingest(cfg: DictConfig) -> int:
                          dedup=OmegaConf.to_container(cfg.dedup, resolve=True) if cfg.get("dedup") else {},
                          overwrite=bool(cfg.overwrite), progress=bool(cfg.progress))
     done = ingest_many(out, jobs, cfg.get("facts"), opts, workers=int(cfg.workers), merge=bool(cfg.merge))
-    for exp, n in done.items():
-        print(f"{exp}: {n} particles")
+    for exp, man in done.items():
+        st = man.get("settings", {})
+        dup = f", {st['n_duplicates']} duplicate picks removed" if st.get("n_duplicates") else ""
+        print(f"{exp}: {man['n']} particles in {len(man['shards'])} shard(s) "
+              f"(from {st.get('n_input', man['n'])} in {Path(man['source']).name}{dup})")
     print(f"dataset: {out}" + ("" if cfg.merge else " (not merged: run `cryofm merge dataset=...`)"))
     return 0
 

@@ -97,18 +97,18 @@ def ingest_file(out: str | Path, job: Job, facts: dict[str, Any], opts: IngestOp
 
 
 def _worker(out: str, job: Job, df: pd.DataFrame, config: dict[str, Any], facts: dict[str, Any],
-            opts: IngestOptions) -> tuple[str, int]:
-    man = write(out, job, df, config, facts, opts, merge=False)
-    return job.experiment, int(man["n"])
+            opts: IngestOptions) -> tuple[str, dict[str, Any]]:
+    return job.experiment, write(out, job, df, config, facts, opts, merge=False)
 
 
 def ingest_many(out: str | Path, jobs: list[Job], facts_table: str | Path | None, opts: IngestOptions,
-                workers: int = 1, merge: bool = True) -> dict[str, int]:
+                workers: int = 1, merge: bool = True) -> dict[str, dict[str, Any]]:
     """Ingest several experiments, ``workers`` at a time (one experiment per process).
 
     Every experiment's facts, metadata and stack headers are checked first, so bad input anywhere
     fails before any shard is written. Returns
-    ``{experiment: particles written}``; the manifest is merged once when all succeeded.
+    ``{experiment: its manifest}`` (``n`` particles written, ``settings.n_input`` rows read,
+    ``settings.n_duplicates`` removed); the manifest is merged once when all succeeded.
     """
     names = [j.experiment for j in jobs]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -116,19 +116,19 @@ def ingest_many(out: str | Path, jobs: list[Job], facts_table: str | Path | None
         raise InputError(None, f"experiment id(s) given twice: {dup}")
     facts = {j.experiment: facts_for(facts_table, j.experiment) for j in jobs}
     prepared = {j.experiment: prepare(j, facts[j.experiment], opts) for j in jobs}
-    done: dict[str, int] = {}
+    done: dict[str, dict[str, Any]] = {}
     if workers <= 1 or len(jobs) == 1:
         for j in jobs:
             df, config = prepared[j.experiment]
-            done[j.experiment] = int(write(out, j, df, config, facts[j.experiment], opts, merge=False)["n"])
+            done[j.experiment] = write(out, j, df, config, facts[j.experiment], opts, merge=False)
     else:
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = [pool.submit(_worker, str(out), j, *prepared[j.experiment], facts[j.experiment], opts)
                        for j in jobs]
             for fut in futures:
-                exp, n = fut.result()  # re-raises a worker's InputError here
-                done[exp] = n
+                exp, man = fut.result()  # re-raises a worker's InputError here
+                done[exp] = man
     if merge:
         merge_manifests(out)
     return done
