@@ -16,6 +16,8 @@ Frequency grids are *centred* (``fftshift`` layout, zero frequency at index ``N 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -51,6 +53,15 @@ def _grid(size: int, layout: str) -> tuple[torch.Tensor, torch.Tensor]:
     return kx, ky
 
 
+@functools.lru_cache(maxsize=8)
+def _polar_grid(size: int, layout: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(k², cos 2α, sin 2α) [1, H, W] float32 of a frequency grid (k in cycles per box)."""
+    kx, ky = _grid(size, layout)
+    ang = torch.atan2(ky, kx)
+    k2 = kx * kx + ky * ky
+    return tuple(t.to(torch.float32)[None] for t in (k2, torch.cos(2 * ang), torch.sin(2 * ang)))
+
+
 def ctf_2d(size: int, pixel_size: float | np.ndarray, defocus_u: np.ndarray, defocus_v: np.ndarray,
            defocus_angle: np.ndarray, voltage: float | np.ndarray = 300.0, cs: float | np.ndarray = 2.7,
            amplitude_contrast: float | np.ndarray = 0.1, bfactor: float | np.ndarray = 0.0,
@@ -69,24 +80,23 @@ def ctf_2d(size: int, pixel_size: float | np.ndarray, defocus_u: np.ndarray, def
     """
     n = max(np.size(v) for v in (pixel_size, defocus_u, defocus_v, defocus_angle, voltage, cs,
                                   amplitude_contrast, bfactor, phase_shift))
-    kx, ky = _grid(size, layout)
-    ang = torch.atan2(ky, kx).to(torch.float32)[None]
-    k2 = (kx * kx + ky * ky).to(torch.float32)[None]
+    k2, cos2, sin2 = _polar_grid(size, layout)
     f32 = torch.float32
-    s2 = k2 / (size * _col(pixel_size, n, f32)) ** 2  # spatial frequency² in 1/Å²
+    s2 = k2 * (1.0 / (size * _col(pixel_size, n, f32)) ** 2)  # spatial frequency² in 1/Å²
     lam = wavelength(np.asarray(voltage, dtype=np.float64))
     u, v = _col(defocus_u, n, f32), _col(defocus_v, n, f32)
-    az = _col(np.deg2rad(np.asarray(defocus_angle, dtype=np.float64)), n, f32)
-    dfz = 0.5 * (u + v) + 0.5 * (u - v) * torch.cos(2.0 * (ang - az))
+    az = 2.0 * np.deg2rad(np.asarray(defocus_angle, dtype=np.float64))
+    # Δf = (U+V)/2 + (U−V)/2 cos(2(α − α_ast)), with cos(2α − 2α_ast) expanded on cached grids
+    dfz = 0.5 * (u + v) + 0.5 * (u - v) * (cos2 * _col(np.cos(az), n, f32) + sin2 * _col(np.sin(az), n, f32))
     w = np.asarray(amplitude_contrast, dtype=np.float64)
     a1 = _col(np.pi * lam, n, f32)  # π λ
     a2 = _col(0.5 * np.pi * np.asarray(cs, dtype=np.float64) * 1e7 * lam**3, n, f32)  # π/2 Cs λ³
     a0 = _col(np.deg2rad(np.asarray(phase_shift, dtype=np.float64)) + np.arctan(w / np.sqrt(1.0 - w * w)),
               n, f32)
-    out = torch.sin(a1 * dfz * s2 - a2 * s2 * s2 + a0)
+    out = torch.sin((a1 * dfz - a2 * s2) * s2 + a0)
     b = np.asarray(bfactor, dtype=np.float64)
     if np.any(b != 0):
-        out = out * torch.exp(-_col(b, n, f32) * s2 / 4.0)
+        out = out * torch.exp(-0.25 * _col(b, n, f32) * s2)
     return out
 
 

@@ -21,6 +21,8 @@ Image values are line integrals in (density units × voxel length), up to the pi
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -66,7 +68,9 @@ class Projector:
         o = m // 2 - n // 2
         big[o:o + n, o:o + n, o:o + n] = vol
         ft = _centred_fftn(torch.from_numpy(big), (0, 1, 2)).to(torch.complex64)
-        self._table = torch.view_as_real(ft.reshape(-1)).contiguous()  # [M³, 2] (re, im)
+        flat = torch.view_as_real(ft.reshape(-1))  # [M³, 2] (re, im)
+        # each row also holds its +x neighbour: one gather fetches both x corners (4 gathers, not 8)
+        self._pairs = torch.cat([flat, torch.roll(flat, -1, 0)], 1).contiguous()  # [M³, 4]
 
     def _trilinear(self, coords: torch.Tensor) -> torch.Tensor:
         """Trilinear samples of the centred 3D FT at ``coords`` [Q, 3] (x, y, z, padded-grid units
@@ -77,18 +81,16 @@ class Projector:
         f = c - c0
         i0 = c0.to(torch.int64)
         valid = ((i0 >= 0) & (i0 < m - 1)).all(-1)
-        i0 = i0 * valid[:, None]
-        base = (i0[:, 2] * m + i0[:, 1]) * m + i0[:, 0]
-        fx, fy, fz = f[:, 0], f[:, 1], f[:, 2]
-        gx, gy, gz = 1 - fx, 1 - fy, 1 - fz
-        out = torch.zeros(c.shape[0], 2)
-        for dz, wz in ((0, gz), (1, fz)):
-            for dy, wy in ((0, gy), (1, fy)):
-                wzy = wz * wy
-                for dx, wx in ((0, gx), (1, fx)):
-                    val = self._table.index_select(0, base + (dz * m * m + dy * m + dx))
-                    out.addcmul_(val, (wzy * wx)[:, None])
-        return out * valid[:, None]
+        base = ((i0[:, 2] * m + i0[:, 1]) * m + i0[:, 0]) * valid
+        fx, fy, fz = f[:, 0:1], f[:, 1:2], f[:, 2:3]
+
+        def along_x(offset: int) -> torch.Tensor:
+            g = self._pairs.index_select(0, base + offset)
+            return torch.lerp(g[:, :2], g[:, 2:], fx)
+
+        lo = torch.lerp(along_x(0), along_x(m), fy)
+        hi = torch.lerp(along_x(m * m), along_x(m * m + m), fy)
+        return torch.lerp(lo, hi, fz) * valid[:, None]
 
     def slices(self, rotations: np.ndarray, size: int | None = None,
                pixel_size: float | np.ndarray | None = None) -> torch.Tensor:
@@ -107,9 +109,7 @@ class Projector:
         if np.any(size * p_out > self.padded * self.pixel_size * (1 + 1e-6)):
             raise ValueError("field of view larger than the padded volume: raise pad")
         scale = torch.as_tensor(self.padded * self.pixel_size / (size * p_out), dtype=torch.float32)
-        kx, ky = half_plane(size)
-        inside = (kx * kx + ky * ky <= (size // 2) ** 2).reshape(-1)  # beyond Nyquist stays zero
-        plane = torch.stack([kx, ky], -1).reshape(-1, 2)[inside]  # [P, 2] (x, y)
+        plane, inside = _plane(size)
         # 3D frequency = Aᵀ (kx, ky, 0): rows 0 and 1 of A, combined
         coords = torch.einsum("pi,bij->bpj", plane, rot[:, :2, :]) * scale[:, None, None]
         vals = self._trilinear(coords.reshape(-1, 3)).reshape(b, -1, 2)
@@ -139,21 +139,32 @@ class Projector:
         p_out = np.broadcast_to(np.asarray(self.pixel_size if pixel_size is None else pixel_size,
                                            dtype=np.float64), (b,))
         out = np.empty((b, size, size), dtype=np.float32)
-        kx, ky = half_plane(size)
+        k = torch.arange(size // 2 + 1, dtype=torch.float32)
+        ky = torch.fft.fftfreq(size, 1.0 / size).to(torch.float32)
         for s in range(0, b, chunk):
             e = min(b, s + chunk)
             sl = self.slices(rotations[s:e], size, p_out[s:e])
             if shifts is not None:
                 d = torch.as_tensor(np.asarray(shifts, dtype=np.float64)[s:e] / p_out[s:e, None],
                                     dtype=torch.float32)  # origin in px; image shift = −origin
-                arg = 2 * np.pi * (kx[None] * d[:, 0, None, None] + ky[None] * d[:, 1, None, None]) / size
-                sl = sl * torch.polar(torch.ones_like(arg), arg)
+                # separable phase ramp exp(2πi (kx dx + ky dy) / size): two small factors
+                px = torch.polar(torch.ones(1), 2 * np.pi * d[:, 0, None] * k[None] / size)
+                py = torch.polar(torch.ones(1), 2 * np.pi * d[:, 1, None] * ky[None] / size)
+                sl = sl * px[:, None, :] * py[:, :, None]
             if ctf is not None:
                 part = {k: (v[s:e] if np.ndim(v) else v) for k, v in ctf.items()}
                 sl = apply_ctf(sl, ctf_2d(size, p_out[s:e], layout="half", **part), phase_flip)
             img = torch.fft.irfft2(sl, s=(size, size))
             out[s:e] = torch.fft.fftshift(img, dim=(-2, -1)).numpy()
         return out
+
+
+@functools.lru_cache(maxsize=8)
+def _plane(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kx, ky) [P, 2] of the half-plane points inside the Nyquist circle, and their mask."""
+    kx, ky = half_plane(size)
+    inside = (kx * kx + ky * ky <= (size // 2) ** 2).reshape(-1)  # beyond Nyquist stays zero
+    return torch.stack([kx, ky], -1).reshape(-1, 2)[inside], inside
 
 
 def half_plane(size: int) -> tuple[torch.Tensor, torch.Tensor]:
