@@ -121,3 +121,15 @@ def test_parallel_equals_serial(tmp_path, shared_data):
     mp_ = json.loads((tmp_path / "p" / "manifest.json").read_text())
     assert [s["sha256"] for s in ms["shards"]] == [s["sha256"] for s in mp_["shards"]]
     assert mp_["n_particles"] == 12
+
+
+def test_class_resolution_joined_at_ingest(tmp_path, shared_data):
+    model = tmp_path / "run_it020_model.star"
+    model.write_text("data_model_classes\n\nloop_\n_rlnReferenceImage #1\n_rlnEstimatedResolution #2\n"
+                     "1@c.mrcs 7.75\n2@c.mrcs 15.0\n")
+    star = shared_file(FORMATS, "relion31.star")
+    ingest_file(tmp_path, Job("r31", str(star), classes=str(model)), {}, OPTS)
+    classes = starfile.read(star)["particles"]["rlnClassNumber"].tolist()
+    got = [(rec["ClassNumber"], rec["ClassResolution"]) for _, rec in dataset.iter_samples(tmp_path)]
+    assert got == [(c, {1: 7.75, 2: 15.0}[c]) for c in classes]
+    assert dataset.load_manifest(tmp_path)["coverage"]["ClassResolution"] == 5

@@ -39,8 +39,8 @@ def _jobs(cfg: DictConfig):
         for col in ("experiment", "input"):
             if col not in t.columns:
                 raise InputError(path, f"experiment table has no {col!r} column")
-        return [Job(r["experiment"], r["input"], r.get("root") or cfg.get("root"), cfg.get("stack"))
-                for r in t.to_dict(orient="records")]
+        return [Job(r["experiment"], r["input"], r.get("root") or cfg.get("root"), cfg.get("stack"),
+                    r.get("classes") or cfg.get("classes")) for r in t.to_dict(orient="records")]
     inputs, exps = _as_list(cfg.get("input")), _as_list(cfg.get("experiment"))
     if not inputs:
         raise InputError(None, "input=<file.star|file.cs> (or table=<csv>) is required")
@@ -48,7 +48,10 @@ def _jobs(cfg: DictConfig):
         raise InputError(None, "experiment=<id> is required")
     if len(inputs) != len(exps):
         raise InputError(None, f"{len(inputs)} input files but {len(exps)} experiment ids")
-    return [Job(e, i, cfg.get("root"), cfg.get("stack")) for i, e in zip(inputs, exps, strict=True)]
+    if len(inputs) > 1 and (cfg.get("stack") or cfg.get("classes")):
+        raise InputError(None, "stack= and classes= apply to one input; use table= with a column per row")
+    return [Job(e, i, cfg.get("root"), cfg.get("stack"), cfg.get("classes"))
+            for i, e in zip(inputs, exps, strict=True)]
 
 
 def ingest(cfg: DictConfig) -> int:

@@ -22,6 +22,7 @@ from cryofm.data.ingest import DEFAULT_SHARD_SIZE, ingest_arrays
 from cryofm.data.manifest import merge_manifests
 from cryofm.data.sources import check_stacks, table_items
 from cryofm.errors import InputError
+from cryofm.io.classes import join_classes
 from cryofm.io.facts import facts_for
 from cryofm.io.particles import read_particles
 
@@ -48,6 +49,7 @@ class Job:
     input: str
     root: str | None = None
     stack: str | None = None
+    classes: str | None = None  # RELION model.star / cryoSPARC class averages .cs: ClassResolution
 
 
 def prepare(job: Job, facts: dict[str, Any], opts: IngestOptions) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -61,6 +63,8 @@ def prepare(job: Job, facts: dict[str, Any], opts: IngestOptions) -> tuple[pd.Da
     n_input = len(df)
     # uid from the row in the metadata file: stable whatever duplicate removal drops
     df["uid"] = [f"{job.experiment}/{path.stem}/{i}" for i in range(n_input)]
+    if job.classes:
+        df = join_classes(df, job.classes)
     n_dup = 0
     dd = dict(opts.dedup or {})
     if dd.get("enabled"):
@@ -75,7 +79,8 @@ def prepare(job: Job, facts: dict[str, Any], opts: IngestOptions) -> tuple[pd.Da
         except (KeyError, ValueError) as exc:
             raise InputError(path, f"duplicate removal: {exc}") from None
     check_stacks(df, path)
-    config = {"input": str(path.resolve()), "root": job.root, "stack": job.stack, "dedup": dd,
+    config = {"input": str(path.resolve()), "root": job.root, "stack": job.stack, "classes": job.classes,
+              "dedup": dd,
               "n_input": n_input, "n_duplicates": n_dup}
     return df, config
 
