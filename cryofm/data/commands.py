@@ -63,7 +63,8 @@ def ingest(cfg: DictConfig) -> int:
     opts = IngestOptions(box=int(cfg.box), dtype=str(cfg.dtype), norm=str(cfg.norm), invert=bool(cfg.invert),
                          shard_size=int(cfg.shard_size),
                          dedup=OmegaConf.to_container(cfg.dedup, resolve=True) if cfg.get("dedup") else {},
-                         overwrite=bool(cfg.overwrite), progress=bool(cfg.progress))
+                         overwrite=bool(cfg.overwrite), progress=bool(cfg.progress),
+                         threads=int(cfg.get("threads") or 0))
     done = ingest_many(out, jobs, cfg.get("facts"), opts, workers=int(cfg.workers), merge=bool(cfg.merge))
     for exp, man in done.items():
         st = man.get("settings", {})

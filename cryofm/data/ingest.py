@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.fft as sfft
 from tqdm import tqdm
 
 from cryofm import schema
@@ -103,7 +104,7 @@ def ingest_arrays(out: str | Path, experiment: str, items: Items, *, n: int | No
                   facts: dict[str, Any] | None = None, box: int = 224, dtype: str = "float16",
                   norm: str = "whole", shard_size: int = DEFAULT_SHARD_SIZE, source: str = "arrays",
                   invert: bool = False, config: dict[str, Any] | None = None, merge: bool = True,
-                  overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+                  overwrite: bool = False, progress: bool = True, threads: int = 1) -> dict[str, Any]:
     """Write one experiment's particles as WebDataset shards under ``out``.
 
     Args:
@@ -126,6 +127,7 @@ def ingest_arrays(out: str | Path, experiment: str, items: Items, *, n: int | No
         merge: rebuild ``manifest.json`` from every ``experiments/*.json`` when done.
         overwrite: redo an experiment already ingested with different settings.
         progress: show a tqdm bar.
+        threads: FFT threads for the resize (not part of the fingerprint: output is the same).
 
     Returns:
         The per-experiment manifest (also written to ``experiments/<experiment>.json``).
@@ -158,8 +160,9 @@ def ingest_arrays(out: str | Path, experiment: str, items: Items, *, n: int | No
     stats = copy.deepcopy(writer.stats) if state else _new_stats()
     start = writer.n_done
     try:
-        total = _write_all(writer, _iter_items(items, start), start, stats, experiment, facts, source,
-                           box, dtype, norm, invert, n, progress)
+        with sfft.set_workers(max(1, int(threads))):
+            total = _write_all(writer, _iter_items(items, start), start, stats, experiment, facts, source,
+                               box, dtype, norm, invert, n, progress)
     except InputError:
         writer.abort()
         sh.clear_experiment(root, experiment)  # bad input: leave nothing behind

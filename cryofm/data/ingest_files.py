@@ -8,7 +8,9 @@ step runs as one SLURM array task with ``merge=false``, followed by ``cryofm mer
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
+import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -39,6 +41,7 @@ class IngestOptions:
     dedup: dict[str, Any] = field(default_factory=dict)
     overwrite: bool = False
     progress: bool = True
+    threads: int = 0  # FFT threads per experiment; 0: CPU cores / worker processes
 
 
 @dataclass
@@ -91,7 +94,7 @@ def write(out: str | Path, job: Job, df: pd.DataFrame, config: dict[str, Any], f
     return ingest_arrays(out, job.experiment, partial(table_items, df), n=len(df), facts=facts,
                          box=opts.box, dtype=opts.dtype, norm=opts.norm, shard_size=opts.shard_size,
                          source=str(job.input), invert=opts.invert, config=config, merge=merge,
-                         overwrite=opts.overwrite, progress=opts.progress)
+                         overwrite=opts.overwrite, progress=opts.progress, threads=opts.threads or 1)
 
 
 def ingest_file(out: str | Path, job: Job, facts: dict[str, Any], opts: IngestOptions,
@@ -122,6 +125,9 @@ def ingest_many(out: str | Path, jobs: list[Job], facts_table: str | Path | None
     facts = {j.experiment: facts_for(facts_table, j.experiment) for j in jobs}
     prepared = {j.experiment: prepare(j, facts[j.experiment], opts) for j in jobs}
     done: dict[str, dict[str, Any]] = {}
+    if not opts.threads:
+        n_proc = max(1, min(workers, len(jobs)))
+        opts = dataclasses.replace(opts, threads=max(1, (os.cpu_count() or 1) // n_proc))
     if workers <= 1 or len(jobs) == 1:
         for j in jobs:
             df, config = prepared[j.experiment]
