@@ -49,6 +49,8 @@ def test_ingest_split_inspect_merge(tmp_path, capsys, shared_data):
     assert rc == 0
     man = json.loads((out / "manifest.json").read_text())
     assert {e: v["n"] for e, v in man["experiments"].items()} == {"e10076": 7, "r31": 5, "trpv1": 10}
+    assert man["config"]["ingest"]["experiment"] == "trpv1" and man["config"]["ingest"]["box"] == 32
+    assert man["experiments"]["r31"]["settings"]["box"] == 32
     # re-running a finished ingest writes nothing
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
     rc, _, _ = _run(capsys, "ingest", f"input={shared_file('trpv1_particles', 'trpv1_small_stack.star')}",

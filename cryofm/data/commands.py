@@ -65,7 +65,8 @@ def ingest(cfg: DictConfig) -> int:
                          dedup=OmegaConf.to_container(cfg.dedup, resolve=True) if cfg.get("dedup") else {},
                          overwrite=bool(cfg.overwrite), progress=bool(cfg.progress),
                          threads=int(cfg.get("threads") or 0))
-    done = ingest_many(out, jobs, cfg.get("facts"), opts, workers=int(cfg.workers), merge=bool(cfg.merge))
+    done = ingest_many(out, jobs, cfg.get("facts"), opts, workers=int(cfg.workers), merge=bool(cfg.merge),
+                       config={"ingest": OmegaConf.to_container(cfg, resolve=True)})
     for exp, man in done.items():
         st = man.get("settings", {})
         dup = f", {st['n_duplicates']} duplicate picks removed" if st.get("n_duplicates") else ""

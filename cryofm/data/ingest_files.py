@@ -31,7 +31,7 @@ from cryofm.io.particles import read_particles
 
 @dataclass
 class IngestOptions:
-    """Settings shared by every experiment of one ingest (mirrors ``configs/ingest.yaml``)."""
+    """Settings shared by every experiment of one ingest (mirrors ``configs/ingest/ingest.yaml``)."""
 
     box: int = 224
     dtype: str = "float16"
@@ -110,13 +110,15 @@ def _worker(out: str, job: Job, df: pd.DataFrame, config: dict[str, Any], facts:
 
 
 def ingest_many(out: str | Path, jobs: list[Job], facts_table: str | Path | None, opts: IngestOptions,
-                workers: int = 1, merge: bool = True) -> dict[str, dict[str, Any]]:
+                workers: int = 1, merge: bool = True,
+                config: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Ingest several experiments, ``workers`` at a time (one experiment per process).
 
     Every experiment's facts, metadata and stack headers are checked first, so bad input anywhere
     fails before any shard is written. Returns
     ``{experiment: its manifest}`` (``n`` particles written, ``settings.n_input`` rows read,
-    ``settings.n_duplicates`` removed); the manifest is merged once when all succeeded.
+    ``settings.n_duplicates`` removed); the manifest is merged once when all succeeded, recording
+    ``config`` (the command's configuration) when given.
     """
     names = [j.experiment for j in jobs]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -130,8 +132,8 @@ def ingest_many(out: str | Path, jobs: list[Job], facts_table: str | Path | None
         opts = dataclasses.replace(opts, threads=max(1, (os.cpu_count() or 1) // n_proc))
     if workers <= 1 or len(jobs) == 1:
         for j in jobs:
-            df, config = prepared[j.experiment]
-            done[j.experiment] = write(out, j, df, config, facts[j.experiment], opts, merge=False)
+            df, settings = prepared[j.experiment]
+            done[j.experiment] = write(out, j, df, settings, facts[j.experiment], opts, merge=False)
     else:
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
@@ -141,5 +143,5 @@ def ingest_many(out: str | Path, jobs: list[Job], facts_table: str | Path | None
                 exp, man = fut.result()  # re-raises a worker's InputError here
                 done[exp] = man
     if merge:
-        merge_manifests(out)
+        merge_manifests(out, config)
     return done
