@@ -102,6 +102,8 @@ def montage(dataset: str | Path, out_png: str | Path, per_experiment: int = 8, m
     from cryofm.utils.atomic import atomic_path
 
     exps = sorted(load_manifest(dataset)["experiments"])[:max_experiments]
+    split_path = Path(dataset) / fmt.SPLIT
+    sides = json.loads(split_path.read_text())["assignment"] if split_path.is_file() else {}
     fig, axes = plt.subplots(len(exps), per_experiment, squeeze=False,
                              figsize=(1.3 * per_experiment + 1.2, 1.3 * len(exps) + 0.3))
     for r, e in enumerate(exps):
@@ -118,7 +120,7 @@ def montage(dataset: str | Path, out_png: str | Path, per_experiment: int = 8, m
                 ax.imshow(img, cmap="gray", vmin=lo, vmax=hi)
         img0, rec0 = parts[0]
         px = rec0.get("EffectiveImagePixelSize")
-        label = f"{e}\n{'' if schema.is_missing(px) else f'{px:.2f} Å/px'}"
+        label = "\n".join([e, sides.get(e, ""), "" if schema.is_missing(px) else f"{px:.2f} Å/px"])
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(f"{Path(dataset).name}: random particles per experiment", fontsize=9)
     fig.tight_layout()
