@@ -26,7 +26,8 @@ def test_csv_types_and_missing(tmp_path):
 
 def test_yaml(tmp_path):
     p = tmp_path / "facts.yaml"
-    p.write_text("E1:\n  MaxDiameter: 250\n  Symmetry: D7\n  SequenceCluster: groel\nE2:\n  MaxDiameter: .nan\n")
+    p.write_text("E1:\n  MaxDiameter: 250\n  Symmetry: D7\n  SequenceCluster: groel\n"
+                 "E2:\n  MaxDiameter: .nan\n")
     t = read_facts(p)
     assert t["E1"] == {"MaxDiameter": 250.0, "Symmetry": "D7", "SequenceCluster": "groel"}
     assert t["E2"] == {} and not any(isinstance(v, float) and math.isnan(v) for v in t["E2"].values())
