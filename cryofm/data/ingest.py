@@ -211,15 +211,17 @@ def _write_all(writer: sh.ShardWriter, items: Iterator[Item], start: int, stats:
     def flush() -> None:
         nonlocal index
         images = _process(batch, box, norm, invert, source)
-        for img, (raw_img, raw) in zip(images, batch, strict=True):
+        s1 = images.sum(axis=(1, 2), dtype=np.float64)
+        s2 = np.einsum("ijk,ijk->i", images, images, dtype=np.float64)
+        for j, (img, (raw_img, raw)) in enumerate(zip(images, batch, strict=True)):
             rec = _record(raw, experiment, facts, source, index, box, raw_img.shape[-1], invert)
             uid = rec["uid"]
             if uid in seen:
                 raise InputError(raw.get("_path", source), f"duplicate particle uid {uid!r}")
             seen.add(uid)
             sample = fmt.encode_sample(uid, img, rec, dtype)
-            stats["sum"] += float(img.sum(dtype=np.float64))
-            stats["sumsq"] += float(np.square(img, dtype=np.float64).sum())
+            stats["sum"] += float(s1[j])
+            stats["sumsq"] += float(s2[j])
             stats["count"] += int(img.size)
             cov = stats["coverage"]
             for k in cov:

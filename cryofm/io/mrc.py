@@ -53,7 +53,7 @@ class Stack:
         return np.array(self._data[index], dtype=np.float32)
 
     def read_range(self, start: int, stop: int) -> np.ndarray:
-        """Images ``start..stop-1`` (0-based) as float32 [n, rows, cols] in one ``pread``.
+        """Images ``start..stop-1`` (0-based) as float32 [n, rows, cols] in one ``pread`` (read-only).
 
         Streaming goes through ``pread`` rather than the memory map: pages touched through a map stay
         in the process's resident set until it is unmapped, so reading a long stack that way would
@@ -71,6 +71,8 @@ class Stack:
         if len(buf) != want:
             raise InputError(self.path, f"short read: images {start + 1}..{stop} are cut off")
         arr = np.frombuffer(buf, dtype=dtype).reshape(stop - start, *self.shape)
+        if dtype == np.dtype(np.float32):  # native float32: the bytes object is the array, no copy
+            return arr
         return arr.astype(np.float32)
 
     def close(self) -> None:
