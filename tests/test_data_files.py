@@ -133,3 +133,23 @@ def test_class_resolution_joined_at_ingest(tmp_path, shared_data):
     got = [(rec["ClassNumber"], rec["ClassResolution"]) for _, rec in dataset.iter_samples(tmp_path)]
     assert got == [(c, {1: 7.75, 2: 15.0}[c]) for c in classes]
     assert dataset.load_manifest(tmp_path)["coverage"]["ClassResolution"] == 5
+
+
+def test_rows_interleaving_stacks(tmp_path, monkeypatch):
+    from cryofm.data import sources
+    from cryofm.io.mrc import write_stack
+
+    monkeypatch.setattr(sources, "OPEN_STACKS", 2)  # three stacks, two open: exercises eviction
+    rng = np.random.default_rng(3)
+    raw = {s: rng.normal(size=(4, 16, 16)).astype(np.float32) for s in "abc"}
+    for s, imgs in raw.items():
+        write_stack(tmp_path / f"{s}.mrcs", imgs)
+    order = [("a", 1), ("b", 1), ("c", 4), ("a", 2), ("a", 3), ("b", 2), ("c", 1), ("a", 4)]
+    star = tmp_path / "p.star"
+    star.write_text("data_particles\n\nloop_\n_rlnImageName #1\n_rlnImagePixelSize #2\n"
+                    + "".join(f"{i}@{s}.mrcs 2.0\n" for s, i in order))
+    ingest_file(tmp_path / "ds", Job("x", str(star)), {}, IngestOptions(box=16, progress=False))
+    got = [(img, rec["ImageName"]) for img, rec in dataset.iter_samples(tmp_path / "ds")]
+    assert [name for _, name in got] == [f"{i}@{s}.mrcs" for s, i in order]
+    for (img, _), (s, i) in zip(got, order, strict=True):
+        np.testing.assert_allclose(img, normalize(raw[s][i - 1]), atol=3e-3)

@@ -9,6 +9,7 @@ at a time, so memory stays flat however long the stacks are.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from cryofm.io.mrc import open_stack, stack_info
 from cryofm.io.particles import records
 
 RUN = 64  # images per contiguous read (16 MiB at 256² float32)
+OPEN_STACKS = 8  # stacks kept open at once (least recently used closed first)
 
 
 def check_stacks(df: pd.DataFrame, path: str | Path) -> dict[str, tuple[int, tuple[int, int], float]]:
@@ -71,22 +73,24 @@ def table_items(df: pd.DataFrame, start: int = 0) -> Iterator[tuple[np.ndarray, 
     """``(float32 image, record)`` for rows ``start..``, reading consecutive images in one go."""
     stacks = df["_stack"].to_numpy()
     index = df["_index"].to_numpy()
-    current: Any = None
+    open_: OrderedDict[str, Any] = OrderedDict()  # a few stacks stay open: rows may interleave stacks
     try:
         for stack, first, count, row in _runs(stacks, index, start):
-            if current is None or str(current.path) != stack:
-                if current is not None:
-                    current.close()
-                current = open_stack(stack)
-            block = current.read_range(first, first + count)
+            if stack in open_:
+                open_.move_to_end(stack)
+            else:
+                if len(open_) >= OPEN_STACKS:
+                    open_.popitem(last=False)[1].close()
+                open_[stack] = open_stack(stack)
+            block = open_[stack].read_range(first, first + count)
             recs = records(df.iloc[row:row + count])  # per run: memory does not grow with the table
             for k in range(count):
                 rec = recs[k]
                 rec["_path"] = stack
                 yield block[k], rec
     finally:
-        if current is not None:
-            current.close()
+        for s in open_.values():
+            s.close()
 
 
 def nan_to_none(value: Any) -> Any:
