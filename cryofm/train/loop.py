@@ -144,7 +144,7 @@ def train(cfg: DictConfig) -> Path:
     if fsdp:
         du.apply_fsdp(arch.teacher, bf16)
     student = du.wrap_student(arch.student, info, cfg.dist.strategy, bf16)
-    optimizer = make_optimizer(arch.student, cfg.optim)
+    optimizer = make_optimizer(arch.student, cfg.optim, fused=not fsdp)
 
     epoch_len = int(cfg.train.epoch_length)
     global_batch = int(cfg.train.batch_size_per_gpu) * info.world_size
@@ -239,7 +239,9 @@ def train(cfg: DictConfig) -> Path:
                 raise FloatingPointError(f"non-finite loss at step {step}: {parts}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(arch.student.parameters(), float(cfg.optim.clip_grad))
+            gnorm = torch.nn.utils.clip_grad_norm_(
+                arch.student.parameters(), float(cfg.optim.clip_grad), foreach=True
+            )
             optimizer.step()
             ema_update(s_params, t_params, v["momentum"])
             dt = time.perf_counter() - t_end
