@@ -117,10 +117,12 @@ def main() -> None:
     f, b, t = min(tf), min(tb), min(tt)
     fm, bm = statistics.median(tf), statistics.median(tb)
     print(
-        f"machine: {platform.machine()} 2-core CPU shared with other jobs; torch {torch.__version__}, 1 thread"
+        f"machine: {platform.machine()} 2-core CPU shared with other jobs; "
+        f"torch {torch.__version__}, 1 thread"
     )
     print(
-        f"model: {args.model} dim {args.dim} depth {args.depth}; batch {B}: 2 x {G} px + {args.locals} x {L} px "
+        f"model: {args.model} dim {args.dim} depth {args.depth}; "
+        f"batch {B}: 2 x {G} px + {args.locals} x {L} px "
         f"crops; heads {args.prototypes} prototypes / hidden {args.hidden} / bottleneck {args.bottleneck}"
     )
     d, p_, h_, k_ = args.dim, args.prototypes, args.hidden, args.bottleneck
