@@ -59,7 +59,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     n, size, apix = args.n, args.size, 2.0
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores "
-          f"(shared), torch threads {torch.get_num_threads()}, torch {torch.__version__}")
+          f"(shared), torch threads {torch.get_num_threads()}, torch {torch.__version__}, "
+          f"load average {os.getloadavg()[0]:.1f} at start")
     dens = D.procedural("ring", "D7", diameter=0.5 * size * apix, pixel_size=apix, resolution=6.0, seed=1)
     vol = np.zeros((size,) * 3, np.float32)
     o = (size - dens.box) // 2
@@ -73,12 +74,13 @@ def main() -> None:
     t0 = time.perf_counter()
     proj = Projector(vol, apix)
     t_init = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     imgs = proj.project(rots, shifts=shifts, ctf=params, chunk=args.chunk)
     imgs = add_gaussian_noise(imgs, 0.1, rng)
-    t_ours = time.perf_counter() - t0
+    t_ours, c_ours = time.perf_counter() - t0, time.process_time() - c0
     print(f"vectorised Fourier-slice: {n} particles of {size}^2 (projection+shift+CTF+noise) in "
-          f"{t_ours:.1f} s + {t_init:.1f} s volume FFT = {n / t_ours:.0f} particles/s")
+          f"{t_ours:.1f} s wall ({c_ours:.1f} CPU-s) + {t_init:.1f} s volume FFT = "
+          f"{n / t_ours:.0f} particles/s")
 
     m = args.n_naive
     ctfs = ctf_2d(size, apix, du[:m], du[:m] - 300.0, params["defocus_angle"][:m], 300.0, 2.7, 0.1,
@@ -104,10 +106,11 @@ def main() -> None:
         from cryofm.cli import main as cli
 
         with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             cli(["simulate", "preset=demo", f"out={tmp}/demo"])
-            print(f"cryofm simulate preset=demo (10 experiments x 400 particles, 64^2): "
-                  f"{time.perf_counter() - t0:.1f} s wall")
+            print(f"cryofm simulate preset=demo (10 experiments, 64^2, shards + manifest + split): "
+                  f"{time.perf_counter() - t0:.1f} s wall ({time.process_time() - c0:.1f} CPU-s), "
+                  f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

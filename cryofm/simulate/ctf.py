@@ -86,17 +86,19 @@ def ctf_2d(size: int, pixel_size: float | np.ndarray, defocus_u: np.ndarray, def
     lam = wavelength(np.asarray(voltage, dtype=np.float64))
     u, v = _col(defocus_u, n, f32), _col(defocus_v, n, f32)
     az = 2.0 * np.deg2rad(np.asarray(defocus_angle, dtype=np.float64))
-    # Δf = (U+V)/2 + (U−V)/2 cos(2(α − α_ast)), with cos(2α − 2α_ast) expanded on cached grids
-    dfz = 0.5 * (u + v) + 0.5 * (u - v) * (cos2 * _col(np.cos(az), n, f32) + sin2 * _col(np.sin(az), n, f32))
+    # Δf = (U+V)/2 + (U−V)/2 cos(2(α − α_ast)), with cos(2α − 2α_ast) expanded on cached grids;
+    # in-place steps keep the temporaries few (this runs on every batch of particles)
+    dfz = (cos2 * _col(np.cos(az), n, f32)).addcmul_(sin2, _col(np.sin(az), n, f32))
+    dfz.mul_(0.5 * (u - v)).add_(0.5 * (u + v))
     w = np.asarray(amplitude_contrast, dtype=np.float64)
     a1 = _col(np.pi * lam, n, f32)  # π λ
     a2 = _col(0.5 * np.pi * np.asarray(cs, dtype=np.float64) * 1e7 * lam**3, n, f32)  # π/2 Cs λ³
     a0 = _col(np.deg2rad(np.asarray(phase_shift, dtype=np.float64)) + np.arctan(w / np.sqrt(1.0 - w * w)),
               n, f32)
-    out = torch.sin((a1 * dfz - a2 * s2) * s2 + a0)
+    out = dfz.mul_(a1).sub_(s2 * a2).mul_(s2).add_(a0).sin_()  # sin((πλΔf − π/2 Cs λ³ s²) s² + a0)
     b = np.asarray(bfactor, dtype=np.float64)
     if np.any(b != 0):
-        out = out * torch.exp(-0.25 * _col(b, n, f32) * s2)
+        out.mul_(torch.exp(s2.mul_(-0.25 * _col(b, n, f32))))
     return out
 
 

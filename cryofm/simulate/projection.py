@@ -144,18 +144,18 @@ class Projector:
         for s in range(0, b, chunk):
             e = min(b, s + chunk)
             sl = self.slices(rotations[s:e], size, p_out[s:e])
-            if shifts is not None:
-                d = torch.as_tensor(np.asarray(shifts, dtype=np.float64)[s:e] / p_out[s:e, None],
-                                    dtype=torch.float32)  # origin in px; image shift = −origin
-                # separable phase ramp exp(2πi (kx dx + ky dy) / size): two small factors
-                px = torch.polar(torch.ones(1), 2 * np.pi * d[:, 0, None] * k[None] / size)
-                py = torch.polar(torch.ones(1), 2 * np.pi * d[:, 1, None] * ky[None] / size)
-                sl = sl * px[:, None, :] * py[:, :, None]
+            # origin in px (image shift = −origin), minus size // 2: moving the image origin from
+            # pixel 0 to the box centre (an fftshift) folded into the same phase ramp
+            d = np.zeros((e - s, 2)) if shifts is None else np.asarray(shifts, dtype=np.float64)[s:e]
+            d = torch.as_tensor(d / p_out[s:e, None] - size // 2, dtype=torch.float32)
+            # separable phase ramp exp(2πi (kx dx + ky dy) / size): two small factors
+            px = torch.polar(torch.ones(1), 2 * np.pi * d[:, 0, None] * k[None] / size)
+            py = torch.polar(torch.ones(1), 2 * np.pi * d[:, 1, None] * ky[None] / size)
+            sl = sl * px[:, None, :] * py[:, :, None]
             if ctf is not None:
                 part = {k: (v[s:e] if np.ndim(v) else v) for k, v in ctf.items()}
                 sl = apply_ctf(sl, ctf_2d(size, p_out[s:e], layout="half", **part), phase_flip)
-            img = torch.fft.irfft2(sl, s=(size, size))
-            out[s:e] = torch.fft.fftshift(img, dim=(-2, -1)).numpy()
+            out[s:e] = torch.fft.irfft2(sl, s=(size, size)).numpy()
         return out
 
 
