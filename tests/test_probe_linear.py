@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
 
-from cryofm.probe.linear import RIDGE_ALPHA, fit_logistic, fit_ridge
+from cryofm.probe.linear import RIDGE_ALPHA, fit_logistic, fit_ridge, logistic_path, regression_metrics
 
 
 def _split(n, rng):
@@ -59,3 +61,25 @@ def test_regularisation_is_chosen_on_validation_not_test():
     # the reported test score never influenced the choice: scrambling the test targets keeps it
     res2 = fit_ridge(x[tr], y[tr], x[va], y[va], {"test": (x[te], rng.permutation(y[te]) * 100)})
     assert res2.chosen == res.chosen
+
+
+def test_r2_against_the_probe_train_mean_hand_computed():
+    y = np.array([10.0, 12.0, 14.0])
+    m = regression_metrics(y, np.full(3, 5.0), train_mean=5.0)  # predicting the train mean: chance
+    assert m["r2_vs_train_mean"] == 0.0
+    assert m["r2"] == pytest.approx(1 - (25 + 49 + 81) / 8)  # standard R² punishes the shifted mean
+    m = regression_metrics(y, np.array([11.0, 12.0, 13.0]), train_mean=5.0)
+    assert m["r2_vs_train_mean"] == pytest.approx(1 - 2 / 155)
+    assert m["mae"] == pytest.approx(2 / 3)
+
+
+def test_warm_started_logistic_path_matches_independent_fits():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(300, 6))
+    y = (x[:, 0] + 0.5 * x[:, 1] + 0.3 * rng.normal(size=300) > 0).astype(int)
+    path = logistic_path(x, y, grid=(10.0, 0.01, 1.0), max_iter=1000)
+    assert path.grid == [0.01, 1.0, 10.0]
+    xs = path.scaler.transform(x)
+    for c, model in zip(path.grid, path.models, strict=True):
+        cold = LogisticRegression(C=c, max_iter=1000).fit(xs, y.astype(str))
+        np.testing.assert_allclose(model.coef_, cold.coef_, rtol=1e-2, atol=2e-3)  # lbfgs tol

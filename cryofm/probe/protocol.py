@@ -22,17 +22,11 @@ from typing import Any
 import numpy as np
 
 from cryofm.probe.erase import AcquisitionScaler, LeaceEraser, RegressOut
-from cryofm.probe.linear import (
-    LOGISTIC_C,
-    RIDGE_ALPHA,
-    classification_metrics,
-    fit_logistic,
-    fit_ridge,
-    regression_metrics,
-)
+from cryofm.probe.linear import LOGISTIC_C, RIDGE_ALPHA, logistic_path, ridge_path
 from cryofm.probe.tasks import Task, cap_per_class, labels
 
 PROTOCOLS = ("id", "ood")
+PROTOCOL_SETS = {"id": ("val_id", "test_id"), "ood": ("val_ood", "test_ood")}  # (validation, test)
 ERASURES = ("none", "regress_out", "leace")
 
 
@@ -116,48 +110,23 @@ def probe_task(task: Task, x: np.ndarray, records: Mapping[str, Sequence[Any]],
     if not cls and np.ptp(ytr.astype(float)) == 0:
         return {"skipped": "constant target on probe-train"}
     out: dict[str, Any] = {"n_train": int(len(s["train"])), "chosen": {}}
-    groups = {"id": ("val_id", "test_id"), "ood": ("val_ood", "test_ood")}
-    fitted: dict[str, Any] = {}
-    for proto, (vname, tname) in groups.items():
-        if len(s[tname]) == 0:
-            out[proto] = {"n": 0}
-            continue
-        tests = {proto: (x[s[tname]], y[s[tname]])}
-        vkey = s[vname].tobytes()
-        if vkey in fitted:  # same validation set as the other protocol: reuse the fitted probe
-            res = fitted[vkey]
-            out[proto] = _score(res, tests, cls)[proto]
-        else:
-            xv, yv = x[s[vname]], y[s[vname]]
-            if cls:
-                res = fit_logistic(x[s["train"]], ytr, xv, yv, tests, settings.logistic_c, settings.max_iter,
-                                   settings.seed)
-            else:
-                res = fit_ridge(x[s["train"]], ytr, xv, yv, tests, settings.ridge_alpha)
-            fitted[vkey] = res
-            out[proto] = res.test[proto]
-        out["chosen"][proto] = res.chosen
+    if cls:
+        path = logistic_path(x[s["train"]], ytr, settings.logistic_c, settings.max_iter, settings.seed)
+    else:
+        path = ridge_path(x[s["train"]], ytr, settings.ridge_alpha)
+    for proto, (vname, tname) in PROTOCOL_SETS.items():
+        i, _ = path.select(x[s[vname]], y[s[vname]])
+        out["chosen"][proto] = path.grid[i]
+        out[proto] = path.metrics(i, x[s[tname]], y[s[tname]]) if len(s[tname]) else {"n": 0}
     return out
-
-
-def _score(res, tests, cls: bool) -> dict[str, dict[str, float]]:
-    scores = {}
-    for name, (x, y) in tests.items():
-        xs = res.scaler.transform(x)
-        if cls:
-            scores[name] = classification_metrics(np.asarray(y).astype(str), res.model.predict(xs),
-                                                  res.model.classes_)
-        else:
-            model, mu, sd = res.model
-            scores[name] = regression_metrics(y, model.predict(xs) * sd + mu)
-    return scores
 
 
 def acquisition_predictability(x: np.ndarray, acq: np.ndarray, names: Sequence[str],
                                sets: Mapping[str, np.ndarray],
                                settings: Settings) -> dict[str, dict[str, float]]:
-    """Ridge R² of each acquisition column predicted from ``x`` (fit on probe-train, strength chosen
-    on the matching validation set), per protocol: ``{name: {"id": r2, "ood": r2}}``."""
+    """How well each acquisition column can be predicted from ``x``: ridge fitted on probe-train,
+    strength chosen on the protocol's validation set, R² vs the probe-train mean on its test set
+    (chance 0), ``{name: {"id": r2, "ood": r2}}``."""
     out: dict[str, dict[str, float]] = {}
     for j, name in enumerate(names):
         a = acq[:, j]
@@ -165,11 +134,12 @@ def acquisition_predictability(x: np.ndarray, acq: np.ndarray, names: Sequence[s
         tr = sets["train"][ok[sets["train"]]]
         if len(tr) < settings.min_train or np.ptp(a[tr]) == 0:
             continue
+        path = ridge_path(x[tr], a[tr], settings.ridge_alpha)
         out[name] = {}
-        for proto, (vname, tname) in {"id": ("val_id", "test_id"), "ood": ("val_ood", "test_ood")}.items():
+        for proto, (vname, tname) in PROTOCOL_SETS.items():
             va, te = sets[vname][ok[sets[vname]]], sets[tname][ok[sets[tname]]]
             if len(te) < 2:
                 continue
-            res = fit_ridge(x[tr], a[tr], x[va], a[va], {"t": (x[te], a[te])}, settings.ridge_alpha)
-            out[name][proto] = res.test["t"]["r2"]
+            i, _ = path.select(x[va], a[va])
+            out[name][proto] = path.metrics(i, x[te], a[te])["r2_vs_train_mean"]
     return out

@@ -1,7 +1,8 @@
 """The probe report: a table and a bar chart per task, and the erasure check, from ``metrics.json``.
 
 Classification tasks are scored by balanced accuracy (%; chance = 100 / number of probe-train
-classes), regression tasks by R² (chance = 0) and MAE in the field's unit.
+classes), regression tasks by R² against the probe-train mean (chance = 0, see
+:func:`cryofm.probe.linear.regression_metrics`) and MAE in the field's unit.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def _col_name(proto: str, erasure: str) -> str:
 
 
 def _score(row: dict[str, Any], classify: bool) -> float | None:
-    v = row.get("balanced_accuracy") if classify else row.get("r2")
+    v = row.get("balanced_accuracy") if classify else row.get("r2_vs_train_mean")
     if v is None:
         return None
     return 100.0 * v if classify else v
@@ -92,7 +93,7 @@ def task_figure(rows: Sequence[dict[str, Any]], task: Task):
         ax.set_ylim(0, 100)
     else:
         ax.axhline(0, color="k", lw=0.8)
-        ax.set_ylabel("R²")
+        ax.set_ylabel("R² vs train mean")
     ax.set_xticks(np.arange(len(sources)))
     ax.set_xticklabels([s.replace("_", "-") for s in sources], fontsize=8)
     ax.set_title(task.name, fontsize=10)
@@ -145,7 +146,8 @@ def build_report(metrics: dict[str, Any], tasks: Sequence[Task]) -> Report:
              "Regularisation is chosen on a validation set that is never the reported one. "
              "Regress-out / LEACE: acquisition parameters removed from the features (fitted on "
              "probe-train only). Classification cells: balanced accuracy (%); regression cells: R² / MAE "
-             "(field unit).")
+             "(field unit), where R² compares with predicting the probe-train mean (0 = no better "
+             "than that constant, the chance level of both protocols; standard R² is in metrics.json).")
     sets = metrics["sets"]
     rep.kv({**{f"particles {k}": v for k, v in sets.items()},
             **{f"experiments {k}": len(v) for k, v in metrics["experiments"].items()},
@@ -160,7 +162,7 @@ def build_report(metrics: dict[str, Any], tasks: Sequence[Task]) -> Report:
         rep.heading(f"{task.name} ({task.kind}{', ' + task.unit if task.unit else ''})", 3)
         table, _ = task_table(rows, task)
         rep.table(table, caption="balanced accuracy (%)" if task.is_classification
-                  else f"R² / MAE ({task.unit})")
+                  else f"R² vs the probe-train mean / MAE ({task.unit})")
         figs.append((task_figure(rows, task), f"probe_{task.name}", task.name))
     if figs:
         rep.heading("Bar charts")
@@ -168,8 +170,9 @@ def build_report(metrics: dict[str, Any], tasks: Sequence[Task]) -> Report:
     pred = metrics.get("acquisition_predictability", [])
     if pred:
         rep.heading("Does the erasure work?")
-        rep.text("Ridge R² of each acquisition parameter predicted from the checkpoint's features on "
-                 "held-out experiments; after removal it should be near 0 (chance). Parameters used: "
+        rep.text("Ridge R² (vs the probe-train mean) of each acquisition parameter predicted from the "
+                 "checkpoint's features on held-out experiments; after removal it should be near 0 "
+                 "(chance) or below. Parameters used: "
                  + ", ".join(metrics["erasure"].get("model", {}).get("parameters", [])))
         et = erasure_table(pred)
         rep.table(et, caption="R² (OOD test)", floatfmt=".3f")

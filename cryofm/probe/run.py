@@ -178,11 +178,12 @@ def run_probe(cfg: DictConfig) -> dict[str, Any]:
 
 
 def summarize(rows: list[dict[str, Any]], predictability: list[dict[str, Any]]) -> dict[str, Any]:
-    """Nested ``{task: {source: {<protocol>[_<erasure>]: score}}}`` (balanced accuracy or R²) and
+    """Nested ``{task: {source: {<protocol>[_<erasure>]: score}}}`` (balanced accuracy or R² vs the
+    probe-train mean) and
     ``{"acquisition_r2": {parameter: {erasure: R² (OOD)}}}`` for sweep tables (flattened to keys)."""
     out: dict[str, Any] = {}
     for r in rows:
-        score = r.get("balanced_accuracy", r.get("r2"))
+        score = r.get("balanced_accuracy", r.get("r2_vs_train_mean"))
         key = r["protocol"] + ("" if r["erasure"] == "none" else f"_{r['erasure']}")
         out.setdefault(r["task"], {}).setdefault(r["source"], {})[key] = score
     acq: dict[str, Any] = {}
