@@ -74,14 +74,13 @@ class Projector:
 
     def _trilinear(self, coords: torch.Tensor) -> torch.Tensor:
         """Trilinear samples of the centred 3D FT at ``coords`` [Q, 3] (x, y, z, padded-grid units
-        from the centre) → [Q, 2] (re, im); zero outside the grid."""
+        from the centre, each strictly inside ±(M/2 − 1)) → [Q, 2] (re, im)."""
         m = self.padded
         c = coords + m // 2
         c0 = torch.floor(c)
         f = c - c0
-        i0 = c0.to(torch.int64)
-        valid = ((i0 >= 0) & (i0 < m - 1)).all(-1)
-        base = ((i0[:, 2] * m + i0[:, 1]) * m + i0[:, 0]) * valid
+        i0 = c0.to(torch.int32)
+        base = (i0[:, 2] * m + i0[:, 1]) * m + i0[:, 0]
         fx, fy, fz = f[:, 0:1], f[:, 1:2], f[:, 2:3]
 
         def along_x(offset: int) -> torch.Tensor:
@@ -90,7 +89,7 @@ class Projector:
 
         lo = torch.lerp(along_x(0), along_x(m), fy)
         hi = torch.lerp(along_x(m * m), along_x(m * m + m), fy)
-        return torch.lerp(lo, hi, fz) * valid[:, None]
+        return torch.lerp(lo, hi, fz)
 
     def slices(self, rotations: np.ndarray, size: int | None = None,
                pixel_size: float | np.ndarray | None = None) -> torch.Tensor:
@@ -110,9 +109,11 @@ class Projector:
             raise ValueError("field of view larger than the padded volume: raise pad")
         scale = torch.as_tensor(self.padded * self.pixel_size / (size * p_out), dtype=torch.float32)
         plane, inside = _plane(size)
-        # 3D frequency = Aᵀ (kx, ky, 0): rows 0 and 1 of A, combined
-        coords = torch.einsum("pi,bij->bpj", plane, rot[:, :2, :]) * scale[:, None, None]
-        vals = self._trilinear(coords.reshape(-1, 3)).reshape(b, -1, 2)
+        # 3D frequency = Aᵀ (kx, ky, 0): rows 0 and 1 of A, combined; |Aᵀk| = |k|, so the points
+        # beyond the padded grid's Nyquist (images finer than the voxels) are known from |k| alone
+        keep = (plane.norm(dim=1)[None] * scale[:, None] < self.padded // 2 - 1).to(torch.float32)
+        coords = torch.einsum("pi,bij->bpj", plane, rot[:, :2, :]) * (scale[:, None] * keep)[..., None]
+        vals = self._trilinear(coords.reshape(-1, 3)).reshape(b, -1, 2) * keep[..., None]
         out = torch.zeros(b, size * (size // 2 + 1), 2)
         out[:, inside] = vals
         return torch.view_as_complex(out.reshape(b, size, size // 2 + 1, 2))
