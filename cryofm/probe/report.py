@@ -102,37 +102,46 @@ def task_figure(rows: Sequence[dict[str, Any]], task: Task):
     return fig
 
 
-def erasure_table(pred: Sequence[dict[str, Any]], source: str = "model",
-                  protocol: str = "ood") -> list[dict[str, Any]]:
-    """R² of each acquisition parameter predicted from the features, before and after removal."""
+ERASE_COL = {"none": "features", "regress_out": "after regress-out", "leace": "after LEACE"}
+
+
+def erasure_table(pred: Sequence[dict[str, Any]], source: str = "model") -> list[dict[str, Any]]:
+    """R² (vs the probe-train mean) of each acquisition parameter predicted from ``source``'s
+    features, before and after removal, on ID-test and on the held-out experiments."""
     params = list(dict.fromkeys(r["parameter"] for r in pred if r["source"] == source))
     out = []
     for prm in params:
         line: dict[str, Any] = {"parameter": prm}
-        for e in ("none", "regress_out", "leace"):
-            hit = [r for r in pred if r["source"] == source and r["parameter"] == prm and r["erasure"] == e
-                   and r["protocol"] == protocol]
-            if hit:
-                line[{"none": "features", "regress_out": "after regress-out", "leace": "after LEACE"}[e]] = \
-                    hit[0]["r2"]
+        for proto in ("id", "ood"):
+            for e, col in ERASE_COL.items():
+                hit = [r for r in pred if r["source"] == source and r["parameter"] == prm
+                       and r["erasure"] == e and r["protocol"] == proto]
+                if hit:
+                    line[f"{proto.upper()} {col}"] = hit[0]["r2"]
         out.append(line)
     return out
 
 
 def erasure_figure(table: Sequence[dict[str, Any]]):
-    cols = [c for c in ("features", "after regress-out", "after LEACE") if any(c in r for r in table)]
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(table) + 1.5), 2.8))
-    width = 0.8 / max(1, len(cols))
-    for j, c in enumerate(cols):
-        vals = [np.nan if r.get(c) is None else r[c] for r in table]
-        ax.bar(np.arange(len(table)) + (j - (len(cols) - 1) / 2) * width, vals, width, label=c)
-    ax.axhline(0, color="k", lw=0.8)
-    ax.set_xticks(np.arange(len(table)))
-    ax.set_xticklabels([r["parameter"] for r in table], rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("R² (chance 0)")
-    ax.set_ylim(min(-0.2, np.nanmin([r.get(c) or 0 for r in table for c in cols] + [0])), 1.0)
-    ax.legend(fontsize=7, frameon=False)
-    ax.set_title("acquisition parameters predicted from features (OOD test)", fontsize=10)
+    """One panel per protocol: bars per parameter, before / after each removal."""
+    fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 0.8 * len(table) + 3.0), 3.0), sharey=True)
+    lo = -0.2
+    for ax, proto in zip(axes, ("ID", "OOD"), strict=True):
+        cols = [f"{proto} {c}" for c in ERASE_COL.values() if any(f"{proto} {c}" in r for r in table)]
+        width = 0.8 / max(1, len(cols))
+        for j, c in enumerate(cols):
+            vals = np.array([np.nan if r.get(c) is None else r[c] for r in table], float)
+            lo = min(lo, float(np.nanmin(vals, initial=0.0)))
+            ax.bar(np.arange(len(table)) + (j - (len(cols) - 1) / 2) * width, vals, width,
+                   label=c.split(" ", 1)[1])
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xticks(np.arange(len(table)))
+        ax.set_xticklabels([r["parameter"] for r in table], rotation=35, ha="right", fontsize=7)
+        ax.set_title(f"{proto} test", fontsize=9)
+    axes[0].set_ylabel("R² vs train mean (chance 0)")
+    axes[0].set_ylim(max(lo, -1.0) - 0.05, 1.0)
+    axes[1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle("acquisition parameters predicted from the features", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -171,11 +180,12 @@ def build_report(metrics: dict[str, Any], tasks: Sequence[Task]) -> Report:
     if pred:
         rep.heading("Does the erasure work?")
         rep.text("Ridge R² (vs the probe-train mean) of each acquisition parameter predicted from the "
-                 "checkpoint's features on held-out experiments; after removal it should be near 0 "
-                 "(chance) or below. Parameters used: "
+                 "checkpoint's features, on other particles of the training experiments (ID) and on "
+                 "held-out experiments (OOD); after removal it should be near 0 (chance) or below. "
+                 "Parameters used: "
                  + ", ".join(metrics["erasure"].get("model", {}).get("parameters", [])))
         et = erasure_table(pred)
-        rep.table(et, caption="R² (OOD test)", floatfmt=".3f")
+        rep.table(et, caption="R² vs the probe-train mean", floatfmt=".3f")
         if et:
             rep.figure(erasure_figure(et), "erasure_check", "acquisition-parameter predictability")
     if metrics.get("skipped"):
