@@ -122,3 +122,22 @@ def test_unreadable_shard_is_an_input_error_naming_it(tmp_path):
         FeatureCache(tmp_path / "cache").get(PixelFeaturizer(4), {"k": 1}, [urls[0], str(bad)], "train",
                                              progress=False)
     assert not list((tmp_path / "cache").rglob(FEATURES))
+
+
+def test_a_full_experiment_stops_reading(tmp_path):
+    """Under a per-experiment cap the rest of that experiment is not read: its second shard is
+    garbage, yet the capped extraction succeeds (and the uncapped one names the bad shard)."""
+    exp_dir = tmp_path / "shards" / "e0"
+    exp_dir.mkdir(parents=True)
+    first = exp_dir / "e0-000000.tar"
+    with wds.TarWriter(str(first)) as w:
+        for k in range(4):
+            w.write(encode_sample(f"e0/s/{k}", np.full((8, 8), k, np.float32), {"experiment": "e0"}))
+    second = exp_dir / "e0-000001.tar"
+    second.write_bytes(b"garbage" * 50)
+    urls = [str(first), str(second)]
+    feats = FeatureCache(tmp_path / "c").get(PixelFeaturizer(4), {"k": 1}, urls, "train", per_experiment=3,
+                                             progress=False)
+    assert feats.uids.tolist() == ["e0/s/0", "e0/s/1", "e0/s/2"]
+    with pytest.raises(InputError, match="e0-000001.tar"):
+        FeatureCache(tmp_path / "c").get(PixelFeaturizer(4), {"k": 1}, urls, "train", progress=False)

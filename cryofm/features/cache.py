@@ -31,12 +31,13 @@ from tqdm import tqdm
 
 from cryofm import schema
 from cryofm.data.format import MANIFEST
-from cryofm.features.particles import batched, iter_shard
+from cryofm.features.particles import iter_shard
 from cryofm.utils import atomic
 
 FEATURES = "features.npy"
 UIDS = "uids.npy"
 RECORDS = "records.npz"
+REC = "rec__"  # prefix of the record columns inside a per-shard part
 
 
 def digest(obj: Any, n: int = 20) -> str:
@@ -132,41 +133,63 @@ class FeatureCache:
         atomic.write_json(fdir / "key.json", {"featurizer": identity, "split": split, "per_experiment":
                                               per_experiment, "shards": [str(u) for u in urls]})
         seen: Counter[str] = Counter()
-        xs, uid_list, recs = [], [], []
+        pieces: list[dict[str, np.ndarray]] = []
         bar = tqdm(urls, desc=f"features {split}", unit="shard", disable=not progress)
         for i, url in enumerate(bar):
             part = parts / f"{i:06d}.npz"
-            items = []
-            for img, rec in iter_shard(url):
-                exp = str(rec.get("experiment"))
-                if per_experiment and seen[exp] >= per_experiment:
-                    continue
-                seen[exp] += 1
-                items.append((img, rec))
-            recs += [rec for _, rec in items]
             if part.is_file():  # resumed: this shard is done
                 with np.load(part) as z:
-                    xs.append(z["x"])
-                    uid_list.append(z["uids"])
-                continue
-            feats = [featurizer(np.stack([im for im, _ in b])) for b in batched(items, batch_size)] \
-                if want_features else []
-            x = np.concatenate(feats).astype(np.float32) if feats else np.zeros((0, 0), np.float32)
-            u = np.array([rec["uid"] for _, rec in items], dtype=str)
-            with atomic.atomic_path(part) as tmp, open(tmp, "wb") as fh:
-                np.savez(fh, x=x, uids=u)
-            xs.append(x)
-            uid_list.append(u)
-        uids = np.concatenate(uid_list) if uid_list else np.array([], dtype=str)
+                    piece = {k: z[k] for k in z.files}
+                seen.update(piece[REC + "experiment"].tolist())
+            else:
+                piece = self._shard(url, featurizer, seen, per_experiment, batch_size, want_features)
+                with atomic.atomic_path(part) as tmp, open(tmp, "wb") as fh:
+                    np.savez(fh, **piece)
+            pieces.append(piece)
+        uids = np.concatenate([p["uids"] for p in pieces]) if pieces else np.array([], dtype=str)
         if want_records:
-            cols = _records_to_columns(recs)
+            cols = {f.name: np.concatenate([p[REC + f.name] for p in pieces]) if pieces else np.array([])
+                    for f in schema.FIELDS}
             with atomic.atomic_path(rdir / RECORDS) as tmp, open(tmp, "wb") as fh:
                 np.savez(fh, **cols)
         if want_features:
-            nonempty = [x for x in xs if x.size]
+            nonempty = [p["x"] for p in pieces if p["x"].size]
             x = np.concatenate(nonempty) if nonempty else np.zeros((0, 0), np.float32)
             with atomic.atomic_path(fdir / UIDS) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, uids)
             with atomic.atomic_path(fdir / FEATURES) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, x)
         shutil.rmtree(parts, ignore_errors=True)
+
+    @staticmethod
+    def _shard(url, featurizer, seen: Counter[str], cap: int, batch_size: int,
+               want_features: bool) -> dict[str, np.ndarray]:
+        """One shard streamed in batches (memory ~ one batch): features, uids and record columns of
+        the particles kept under the per-experiment cap."""
+        folder_exp = Path(url).parent.name  # shards/<exp>/<exp>-NNNNNN.tar: one experiment per shard
+        feats: list[np.ndarray] = []
+        batch: list[np.ndarray] = []
+        recs: list[dict[str, Any]] = []
+
+        def flush() -> None:
+            if batch and want_features:
+                feats.append(np.asarray(featurizer(np.stack(batch)), np.float32))
+            batch.clear()
+
+        if not (cap and seen[folder_exp] >= cap):  # a full experiment's shards are not even opened
+            for img, rec in iter_shard(url):
+                exp = str(rec.get("experiment"))
+                if cap and seen[exp] >= cap:
+                    if exp == folder_exp:
+                        break
+                    continue
+                seen[exp] += 1
+                batch.append(img)
+                recs.append(rec)
+                if len(batch) == batch_size:
+                    flush()
+            flush()
+        x = np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)
+        piece = {"x": x, "uids": np.array([r["uid"] for r in recs], dtype=str)}
+        piece.update({REC + k: v for k, v in _records_to_columns(recs).items()})
+        return piece
