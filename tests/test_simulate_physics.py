@@ -188,3 +188,20 @@ def test_trpv1_projections_match_their_real_particles():
     off = corr - np.diag(np.full(len(corr), np.inf))
     assert np.all(np.diag(corr) > off.max(axis=1))
     assert np.all(np.diag(corr) > 0.1)
+
+
+def test_ctf_and_phase_flip_act_on_the_spectrum():
+    """Image spectrum = projection spectrum × CTF (or × |CTF| with phase flipping)."""
+    vol = _blobs()
+    p = Projector(vol, 2.0)
+    A = random_rotations(1, RNG)
+    ctf = {"defocus_u": 12000.0, "defocus_v": 11000.0, "defocus_angle": 20.0, "voltage": 300.0,
+           "cs": 2.7, "amplitude_contrast": 0.1}
+    plain = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(p.project(A)[0])))
+    ref = C.ctf_2d(N_BOX, 2.0, **ctf)[0].numpy()
+    for flip, expect in ((False, ref), (True, np.abs(ref))):
+        img = p.project(A, ctf=ctf, phase_flip=flip)[0]
+        spec = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(img)))
+        strong = np.abs(plain) > 1e-3 * np.abs(plain).max()
+        strong[0, :] = strong[:, 0] = False  # the unpaired Nyquist row / column of an even box
+        np.testing.assert_allclose((spec / plain)[strong].real, expect[strong], atol=2e-3)

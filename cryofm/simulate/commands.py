@@ -58,13 +58,15 @@ def simulate_dataset(p: dict[str, Any], out: Path) -> dict[str, Any]:
         proj = ds.make_projector(dens, params, size)
         settings = {"preset": p["preset"], "seed": seed, "image_size": size, "snr": p["snr"],
                     "snr_spread": p.get("snr_spread"), "snr_per_dose": p.get("snr_per_dose"),
+                    "phase_flip": bool(p.get("phase_flip", False)),
                     "acquisition": plan[name],
                     "entry": {k2: v for k2, v in entry.items() if k2 != "fallback"}}
-        ingest_arrays(out, name, ds.items(name, proj, params, size, [seed, k, 1]), n=n, facts=facts,
+        flip = bool(p.get("phase_flip", False))
+        ingest_arrays(out, name, ds.items(name, proj, params, size, [seed, k, 1], flip), n=n, facts=facts,
                       box=box, dtype=str(p["dtype"]), source=f"simulate:{p['preset']}/{name}",
                       config={"simulate": settings}, merge=k == len(loaded) - 1,
                       overwrite=bool(p["overwrite"]))
-        noisy, clean = ds.render(proj, params, 0, 4, size, np.random.default_rng([seed, k, 1, 0]))
+        noisy, clean = ds.render(proj, params, 0, 4, size, np.random.default_rng([seed, k, 1, 0]), flip)
         previews.append((name, clean[0], noisy[:4]))
         summary[name] = {"n": n, "facts": facts, "acquisition": plan[name],
                          "density": {"source": dens.meta.get("source"), "kind": dens.meta.get("source_kind"),

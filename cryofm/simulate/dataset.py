@@ -169,8 +169,9 @@ def make_projector(dens: D.Density, params: dict[str, Any], image_size: int) -> 
 
 
 def render(projector: Projector, params: dict[str, Any], start: int, stop: int, image_size: int,
-           rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
-    """(noisy, clean) images [stop − start, image_size, image_size] of particles start..stop."""
+           rng: np.random.Generator | None, phase_flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(noisy, clean) images [stop − start, image_size, image_size] of particles start..stop
+    (``phase_flip``: images as after phase-flipping CTF correction, |CTF| applied)."""
     sl = slice(start, stop)
     ctf = {"defocus_u": params["DefocusU"][sl], "defocus_v": params["DefocusV"][sl],
            "defocus_angle": params["DefocusAngle"][sl], "voltage": params["Voltage"][sl],
@@ -178,13 +179,15 @@ def render(projector: Projector, params: dict[str, Any], start: int, stop: int, 
            "bfactor": params["CtfBfactor"][sl], "phase_shift": params["PhaseShift"][sl]}
     shifts = np.stack([params["OriginXAngst"][sl], params["OriginYAngst"][sl]], 1)
     clean = projector.project(params["rotations"][sl], size=image_size,
-                              pixel_size=params["ImagePixelSize"][sl], shifts=shifts, ctf=ctf)
+                              pixel_size=params["ImagePixelSize"][sl], shifts=shifts, ctf=ctf,
+                              phase_flip=phase_flip)
     if rng is None:
         return clean, clean
     return add_gaussian_noise(clean, params["SimSNR"][sl], rng), clean
 
 
-def items(name: str, projector: Projector, params: dict[str, Any], image_size: int, seed: list[int]):
+def items(name: str, projector: Projector, params: dict[str, Any], image_size: int, seed: list[int],
+          phase_flip: bool = False):
     """``start -> iterator of (image, record)``: the ingest items of one experiment, resumable at any
     index (noise is seeded per chunk of :data:`CHUNK` particles)."""
     n = len(params["AngleRot"])
@@ -192,7 +195,8 @@ def items(name: str, projector: Projector, params: dict[str, Any], image_size: i
     def gen(start: int = 0):
         for c0 in range(start - start % CHUNK, n, CHUNK):
             c1 = min(n, c0 + CHUNK)
-            imgs, _ = render(projector, params, c0, c1, image_size, np.random.default_rng([*seed, c0]))
+            imgs, _ = render(projector, params, c0, c1, image_size, np.random.default_rng([*seed, c0]),
+                             phase_flip)
             for i in range(max(c0, start), c1):
                 rec = {k: float(params[k][i]) for k in RECORD_KEYS}
                 rec["uid"] = f"{name}/sim/{i:06d}"

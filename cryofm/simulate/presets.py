@@ -17,7 +17,7 @@ DEFAULT_SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 # command key -> (preset key path)
 OVERRIDES = {
     "n_particles": ("n_particles",), "box": ("box",), "image_size": ("image_size",), "snr": ("snr",),
-    "dtype": ("dtype",), "split": ("split",), "confound": ("confound",),
+    "dtype": ("dtype",), "split": ("split",), "confound": ("confound",), "phase_flip": ("phase_flip",),
     "n_micrographs": ("micrographs", "n"), "micrograph_size": ("micrographs", "size"),
     "micrograph_pixel_size": ("micrographs", "pixel_size"),
     "particles_per_micrograph": ("micrographs", "particles"),
