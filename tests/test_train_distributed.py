@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.timeout(300)
-def test_torchrun_two_processes_gloo(tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_torchrun_two_processes_gloo(tmp_path, strategy):
     # 2 experiments x 12 particles, 6 per shard: 4 training shards, 2 per rank
     data = make_toy_dataset(tmp_path / "toy", n_experiments=2, n_per=12, box=32, shard_size=6)
     out = tmp_path / "run"
@@ -51,7 +52,7 @@ def test_torchrun_two_processes_gloo(tmp_path):
     # 3 steps x 4 particles = one pass over each rank's half of the 24 training particles
     assert len(r0["keys"]) == len(set(r0["keys"])) == 12 and len(set(r1["keys"])) == 12
     assert set(r0["keys"]).isdisjoint(r1["keys"])
-    # DDP: gradients averaged, so the weights stay identical (drop path differs per rank)
+    # gradients averaged (DDP) or reduce-scattered (FSDP): the weights stay identical (drop path differs)
     assert r0["param_sums"].keys() == r1["param_sums"].keys()
     for k, v in r0["param_sums"].items():
         assert v == pytest.approx(r1["param_sums"][k], rel=1e-6, abs=1e-7), k

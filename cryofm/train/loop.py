@@ -114,7 +114,10 @@ def export_teacher(
 def _debug_dump(out: Path, rank: int, keys: list[str], arch: SSLMetaArch) -> None:
     from cryofm.utils.atomic import write_json
 
-    sums = {n: float(p.detach().double().sum()) for n, p in arch.student.named_parameters()}
+    def full(p: torch.Tensor) -> torch.Tensor:  # FSDP: gather the DTensor shards
+        return p.full_tensor() if hasattr(p, "full_tensor") else p
+
+    sums = {n: float(full(p.detach()).double().sum()) for n, p in arch.student.named_parameters()}
     write_json(out / "debug" / f"rank{rank}.json", {"keys": keys, "param_sums": sums})
 
 
