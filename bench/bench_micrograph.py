@@ -41,6 +41,9 @@ CRYOPPP = Path(__file__).resolve().parents[2] / "shared" / "data" / "cryoppp_100
 
 
 def _micrograph(args) -> tuple[np.ndarray, np.ndarray | None, float, str]:
+    if args.mrc:
+        gt = read_picks(args.truth, diameter=args.diameter)[0] if args.truth else None
+        return read_micrograph(args.mrc), gt, args.diameter, f"{Path(args.mrc).name} (d {args.diameter:g})"
     f = CRYOPPP / "images" / "061_10028.png"
     if args.size is None and f.is_file():
         gt, _ = read_picks(CRYOPPP / "labels" / f.name, diameter=56)
@@ -80,9 +83,10 @@ def projection(args) -> list[str]:
     name, mic, win, stride = "vit_large_patch16_dinov3_qkvb", 4096, 224, 16
     n_win = ((mic - win) // stride + 1) ** 2
     per_win = _flops_per_image(name, win)
-    tile = 512 + 2 * win  # fast path tile with one window of context each side (default tile=512)
+    kept = 4 * win  # fast path default: tiles of 4 windows, half a window of context on each side
+    tile = kept + win
     per_tile = _flops_per_image(name, tile)
-    n_tiles = (mic // 512) ** 2
+    n_tiles = int(np.ceil(mic / kept)) ** 2  # upper bound: edge tiles are smaller
     lines = [f"ViT-L/16 (timm {name}): "
              f"{per_win / 1e9:.1f} GFLOP per {win}² window, {per_tile / 1e12:.2f} TFLOP per {tile}² tile"]
     dense = n_win * per_win
@@ -105,6 +109,9 @@ def main() -> None:
     ap.add_argument("--box-factor", type=float, default=1.6)
     ap.add_argument("--shifts", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--tile", type=int, default=None, help="fast tile edge, model px (default 4 windows)")
+    ap.add_argument("--mrc", default=None, help="a micrograph file instead (with --truth, --diameter)")
+    ap.add_argument("--truth", default=None, help="expert picks of --mrc (any pick format)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gpu-tflops", type=float, default=400.0)
     args = ap.parse_args()
@@ -128,7 +135,7 @@ def main() -> None:
     dpk = pick(dmap, d)
     rows = [("dense", dense, t_dense, 1.0, 1.0, dpk)]
     for s in args.shifts:
-        g, t = timed(lambda s=s: fast_features(model, meta, img, d, shifts=s, tile=512, **kw))
+        g, t = timed(lambda s=s: fast_features(model, meta, img, d, shifts=s, tile=args.tile, **kw))
         fmap, _, _ = feature_score_map(g, prior=dog)
         r = np.corrcoef(dmap.values.reshape(-1), _sample(fmap, dense.centres().reshape(-1, 2)))[0, 1]
         fpk = pick(fmap, d)

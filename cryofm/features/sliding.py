@@ -169,14 +169,15 @@ def _token_grid(model: nn.Module, img: np.ndarray, tile: int, margin: int) -> np
 
 @torch.no_grad()
 def fast_features(model: nn.Module, meta: dict[str, Any], micrograph: np.ndarray, diameter: float, *,
-                  box_factor: float = 2.0, shifts: int = 2, invert: bool = False, tile: int = 512,
+                  box_factor: float = 2.0, shifts: int = 2, invert: bool = False, tile: int | None = None,
                   progress: bool = False) -> FeatureGrid:
     """Window features from whole-micrograph passes (fast path); see the module docstring.
 
     Args:
         shifts: sub-patch offsets per axis; grid step = patch / shifts model px (1, 2 or 4 typical).
-        tile: tile edge in model px for the whole-micrograph pass (bounds attention memory); each
-            tile sees one window of extra context on every side. 0 = no tiling.
+        tile: tile edge in model px for the whole-micrograph pass (bounds attention memory and
+            cost); each tile sees half a window of extra context on every side, as a window centred
+            on its edge token would. None = 4 windows (4 × image_size); 0 = no tiling.
     Other arguments as :func:`dense_features`.
     """
     image_size = int(meta.get("image_size") or 224)
@@ -193,7 +194,8 @@ def fast_features(model: nn.Module, meta: dict[str, Any], micrograph: np.ndarray
     padded = np.pad(ds, ((0, p), (0, p)), mode="reflect")
     fine = None
     offsets = [(ky, kx) for ky in range(shifts) for kx in range(shifts)]
-    margin = (image_size // p) * p
+    margin = max(p, (image_size // 2) // p * p)
+    tile = 4 * image_size if tile is None else int(tile)
     tile = (tile // p) * p
     for ky, kx in tqdm(offsets, disable=not progress, desc="shifts", leave=False):
         sub = padded[ky * q:ky * q + gh * p, kx * q:kx * q + gw * p]

@@ -68,8 +68,8 @@ def feature_kwargs(cfg: DictConfig, meta: dict) -> dict[str, Any]:
     f = cfg.features
     invert = str(cfg.contrast) != str(meta.get("particle_contrast", cfg.model_contrast))
     return {"path": str(f.path), "box_factor": float(f.box_factor), "stride": f.stride,
-            "shifts": int(f.shifts),
-            "tile": int(f.tile), "batch_size": int(f.batch_size), "invert": invert,
+            "shifts": int(f.shifts), "batch_size": int(f.batch_size),
+            "tile": None if f.tile is None else int(f.tile), "invert": invert,
             "progress": bool(cfg.get("progress", False))}
 
 
