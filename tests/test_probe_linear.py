@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from cryofm.probe.linear import RIDGE_ALPHA, fit_logistic, fit_ridge, logistic_path, regression_metrics
+from cryofm.probe.linear import (
+    RIDGE_ALPHA,
+    classification_metrics,
+    fit_logistic,
+    fit_ridge,
+    logistic_path,
+    regression_metrics,
+)
 
 
 def _split(n, rng):
@@ -83,3 +90,12 @@ def test_warm_started_logistic_path_matches_independent_fits():
     for c, model in zip(path.grid, path.models, strict=True):
         cold = LogisticRegression(C=c, max_iter=1000).fit(xs, y.astype(str))
         np.testing.assert_allclose(model.coef_, cold.coef_, rtol=1e-2, atol=2e-3)  # lbfgs tol
+
+
+def test_classification_metrics_count_unseen_classes_and_chance():
+    m = classification_metrics(np.array(["a", "a", "c", "b"]), np.array(["a", "b", "a", "b"]),
+                               train_classes=["a", "b"])
+    assert m["accuracy"] == 0.5
+    assert m["balanced_accuracy"] == pytest.approx((1 / 2 + 1 + 0) / 3)  # recall of a, b, c
+    assert m["in_train_classes"] == 0.75 and m["chance_balanced_accuracy"] == 0.5
+    assert m["chance_accuracy"] == 0.5  # majority class 'a' is 2 of 4

@@ -129,3 +129,26 @@ def test_cli_bad_checkpoint_is_one_line_and_leaves_no_output(setup, tmp_path):
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and "backbone.safetensors" in err[0] and str(tmp_path) in err[0]
     assert not out.exists()
+
+
+def test_bad_inputs_are_named(setup, tmp_path):
+    from omegaconf import OmegaConf
+
+    from cryofm.errors import InputError
+    from cryofm.probe.inputs import check_inputs
+
+    tmp, data = setup
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "backbone.safetensors").write_bytes((tmp / "run" / "backbone.safetensors").read_bytes())
+    nosplit = tmp_path / "nosplit"
+    nosplit.mkdir()
+    (nosplit / "manifest.json").write_text((data / "manifest.json").read_text())
+    good = {"checkpoint": str(tmp / "run"), "data": str(data), "out": str(tmp_path / "o")}
+    for bad, match in (({"checkpoint": str(lone)}, "backbone.json missing"),
+                       ({"data": str(nosplit)}, "split.json"),
+                       ({"data": str(tmp_path)}, "manifest.json")):
+        with pytest.raises(InputError, match=match):
+            check_inputs(OmegaConf.create({**good, **bad}))
+    check_inputs(OmegaConf.create(good))  # the good inputs pass
+    assert not (tmp_path / "o").exists()

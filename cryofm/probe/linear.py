@@ -46,8 +46,9 @@ class Standardizer:
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray,
                            train_classes: Sequence) -> dict[str, float]:
-    """Accuracy, balanced accuracy and the chance levels of each (uniform guess over train classes;
-    majority-class frequency of the test set)."""
+    """Accuracy, balanced accuracy, the chance levels of each (uniform guess over train classes;
+    majority-class frequency of the test set) and ``in_train_classes``, the fraction of test
+    particles whose class occurs in probe-train (the most a probe can get right out of distribution)."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if len(y_true) == 0:
         return {"accuracy": float("nan"), "balanced_accuracy": float("nan"), "n": 0}
@@ -59,6 +60,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray,
             "balanced_accuracy": float(bacc),
             "chance_balanced_accuracy": 1.0 / max(1, len(train_classes)),
             "chance_accuracy": float(counts.max() / counts.sum()),
+            "in_train_classes": float(np.isin(y_true.astype(str), np.asarray(train_classes, str)).mean()),
             "n": int(len(y_true))}
 
 

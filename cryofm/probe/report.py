@@ -122,6 +122,28 @@ def erasure_table(pred: Sequence[dict[str, Any]], source: str = "model") -> list
     return out
 
 
+def overview_table(results: Sequence[dict[str, Any]], tasks: Sequence[Task]) -> list[dict[str, Any]]:
+    """One row per task: the checkpoint's ID / OOD / OOD-after-removal scores beside the baselines'
+    OOD scores (balanced accuracy % or R² vs the probe-train mean)."""
+    def cell(task: Task, src: str, proto: str, erasure: str) -> str:
+        hit = [r for r in results if r["task"] == task.name and r["source"] == src and r["protocol"] == proto
+               and r["erasure"] == erasure and r.get("n")]
+        v = _score(hit[0], task.is_classification) if hit else None
+        return "–" if v is None else (f"{v:.1f}" if task.is_classification else f"{v:.3f}")
+
+    rows = []
+    for t in tasks:
+        if not any(r["task"] == t.name for r in results):
+            continue
+        rows.append({"task": t.name, "score": "bal. acc. %" if t.is_classification else "R²",
+                     "ID": cell(t, "model", "id", "none"), "OOD": cell(t, "model", "ood", "none"),
+                     "OOD regress-out": cell(t, "model", "ood", "regress_out"),
+                     "OOD LEACE": cell(t, "model", "ood", "leace"),
+                     "random-init OOD": cell(t, "random_init", "ood", "none"),
+                     "pixels OOD": cell(t, "pixels", "ood", "none")})
+    return rows
+
+
 def erasure_figure(table: Sequence[dict[str, Any]]):
     """One panel per protocol: bars per parameter, before / after each removal."""
     fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 0.8 * len(table) + 3.0), 3.0), sharey=True)
@@ -163,6 +185,10 @@ def build_report(metrics: dict[str, Any], tasks: Sequence[Task]) -> Report:
             **{f"feature dim {k}": v for k, v in metrics["feature_dims"].items()}}, caption="probe sets")
     if not sets.get("test_ood"):
         rep.text("No held-out experiments in split.json: OOD cells are empty.")
+    overview = overview_table(metrics["results"], tasks)
+    if overview:
+        rep.heading("Overview")
+        rep.table(overview, caption="the checkpoint against the baselines (details per task below)")
     figs = []
     for task in tasks:
         rows = [r for r in metrics["results"] if r["task"] == task.name]
@@ -172,6 +198,10 @@ def build_report(metrics: dict[str, Any], tasks: Sequence[Task]) -> Report:
         table, _ = task_table(rows, task)
         rep.table(table, caption="balanced accuracy (%)" if task.is_classification
                   else f"R² vs the probe-train mean / MAE ({task.unit})")
+        ood = [r for r in rows if (r["source"], r["protocol"], r["erasure"]) == ("model", "ood", "none")]
+        if task.is_classification and ood and ood[0].get("in_train_classes") is not None:
+            rep.text(f"{100 * ood[0]['in_train_classes']:.0f}% of the held-out particles belong to a class "
+                     "seen in probe-train (no probe can name a class it never saw).")
         figs.append((task_figure(rows, task), f"probe_{task.name}", task.name))
     if figs:
         rep.heading("Bar charts")
