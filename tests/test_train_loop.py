@@ -98,3 +98,35 @@ def test_missing_dataset_is_an_input_error(tmp_path):
     with pytest.raises(InputError):
         train(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_activation_checkpointing_gives_the_same_losses(toy, tmp_path):
+    runs = {}
+    for ac in ("false", "true"):
+        out = tmp_path / f"ac_{ac}"
+        train(
+            compose_train(
+                [
+                    *SMALL,
+                    f"data.path={toy}",
+                    f"out={out}",
+                    "train.max_steps=3",
+                    f"train.activation_checkpointing={ac}",
+                ]
+            )
+        )
+        runs[ac] = [r["loss"] for r in read_metrics(out)]
+    assert len(runs["true"]) == 3
+    assert runs["true"] == pytest.approx(runs["false"], rel=1e-5)
+
+
+def test_wandb_offline_needs_no_network(toy, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # any network use would fail
+    out = tmp_path / "wb"
+    train(
+        compose_train([*SMALL, f"data.path={toy}", f"out={out}", "train.max_steps=2", "wandb.mode=offline"])
+    )
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    assert len(read_metrics(out)) == 2

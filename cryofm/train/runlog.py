@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ class RunLogger:
             id_file = self.run_dir / "wandb_id.txt"
             run_id = id_file.read_text().strip() if id_file.is_file() else None
             if run_id is None:
-                run_id = wandb.util.generate_id()
+                run_id = uuid.uuid4().hex[:8]
                 atomic.write_text(id_file, run_id)
             os.environ.setdefault("WANDB_SILENT", "true")
             return wandb.init(
