@@ -51,7 +51,7 @@ class Projector:
     Args:
         volume: [N, N, N] density, indexed [z, y, x], origin at voxel N // 2.
         pixel_size: voxel size in Å.
-        pad: zero-padding factor of the Fourier volume (2 keeps interpolation errors ~1 %).
+        pad: zero-padding factor of the Fourier volume (interpolation error ~2 % at 2, ~0.5 % at 4).
     """
 
     def __init__(self, volume: np.ndarray, pixel_size: float, pad: int = 2) -> None:
