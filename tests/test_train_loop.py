@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from cryofm.models.export import load_backbone
 from cryofm.train.checkpoint import list_checkpoints, load_checkpoint
+from cryofm.train.curves import plot_curves
 from cryofm.train.loop import train
 from cryofm.train.runlog import read_metrics
 from cryofm.train.toydata import make_toy_dataset
@@ -89,6 +90,11 @@ def test_tiny_run_logs_checkpoints_and_exports(toy, tmp_path):
     assert meta == meta_file and meta["step"] == 4 and meta["image_size"] == 32
     assert meta["effective_pixel_size"] == 2.0 and abs(meta["pixel_mean"]) < 0.05
     assert model(torch.randn(1, 1, 32, 32)).shape[-1] == 48
+    # the curves picture: written with the checkpoint, its lines are the logged values
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fig = plot_curves(out, tmp_path / "c.png")
+    assert list(fig.axes[0].lines[0].get_ydata()) == [r["loss"] for r in rows]
+    assert list(fig.axes[4].lines[0].get_ydata()) == [r["teacher_temp"] for r in rows]
 
 
 def test_missing_dataset_is_an_input_error(tmp_path):

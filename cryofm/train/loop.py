@@ -28,6 +28,7 @@ from cryofm.ssl.meta_arch import SSLMetaArch
 from cryofm.ssl.schedules import make_schedules
 from cryofm.train import checkpoint as ck
 from cryofm.train import distributed as du
+from cryofm.train.curves import plot_curves
 from cryofm.train.optim import apply_schedule, make_optimizer
 from cryofm.train.runlog import RunLogger
 
@@ -223,6 +224,7 @@ def train(cfg: DictConfig) -> Path:
                 int(cfg.train.keep_last),
             )
             export_teacher(arch, model_state if fsdp else None, cfg, out, step, mean, std, pixel_size)
+            plot_curves(out)
         du.barrier()
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 and not fsdp else contextlib.nullcontext()
