@@ -205,3 +205,15 @@ def test_ctf_and_phase_flip_act_on_the_spectrum():
         strong = np.abs(plain) > 1e-3 * np.abs(plain).max()
         strong[0, :] = strong[:, 0] = False  # the unpaired Nyquist row / column of an even box
         np.testing.assert_allclose((spec / plain)[strong].real, expect[strong], atol=2e-3)
+
+
+def test_groel_map_projects_identically_under_its_sevenfold_axis():
+    """EMD-1997 (GroEL, D7 with the 7-fold along z): the C7 operators leave projections unchanged;
+    a rotation by half the step (not in the group) does not."""
+    dens = D.from_map(shared_file("emd1997_groel", "1997.map"), "D7", 7.0, max_box=48)
+    proj = Projector(dens.volume, dens.pixel_size)
+    A = random_rotations(1, np.random.default_rng(0))[0]
+    imgs = proj.project(np.stack([A @ op.T for op in S.operators("C7")] + [A @ S._rz(np.pi / 7).T]))
+    corr = [np.corrcoef(imgs[0].ravel(), im.ravel())[0, 1] for im in imgs[1:]]
+    assert min(corr[:-1]) > 0.99
+    assert corr[-1] < 0.9
