@@ -44,6 +44,9 @@ def main(cfg: DictConfig) -> None:
     try:
         train(cfg)
     except InputError as exc:
+        out = Path(cfg.out)
+        if out.is_dir() and not any(out.iterdir()):  # leave nothing behind on bad input
+            out.rmdir()
         print(f"train.py: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 

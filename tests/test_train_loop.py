@@ -136,3 +136,29 @@ def test_wandb_offline_needs_no_network(toy, tmp_path, monkeypatch):
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
     assert len(read_metrics(out)) == 2
+
+
+def test_cli_bad_dataset_one_line_exit_2_nothing_left(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "experiment=tiny",
+            f"data={tmp_path / 'nope'}",
+            f"out={out}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 2
+    err = [line for line in res.stderr.splitlines() if line.strip()]
+    assert err == [
+        f"train.py: error: {tmp_path / 'nope' / 'manifest.json'}: no manifest: not a cryofm dataset "
+        "(run `cryofm ingest` first)"
+    ]
+    assert not out.exists()
