@@ -111,7 +111,7 @@ class SSLMetaArch(nn.Module):
 
         ``student`` is the (possibly DDP/FSDP-wrapped) student to call; default ``self.student``.
         """
-        student = student or self.student
+        student = self.student if student is None else student
         g, loc, masks = batch["global_crops"], batch.get("local_crops"), batch["masks"]
         n_g = int(self.cfg.n_global_crops)
         with torch.no_grad():
