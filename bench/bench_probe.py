@@ -8,8 +8,8 @@ times, in one run on this machine:
   cache (second call), and their ratio;
 * a logistic probe (``--classes`` classes, the config's C grid) and a ridge probe (the alpha grid)
   on the extracted features; regress-out and LEACE fits;
-* the logistic grid with BLAS at its default thread count vs one thread (what ``cryofm.probe.linear``
-  does below 2M matrix entries), and their ratio.
+* the logistic grid as independent fits with BLAS at its default thread count vs one thread (what
+  ``cryofm.probe.linear`` does below 2M matrix entries), and the warm-started path the probes use.
 
     .venv/bin/python bench/bench_probe.py                  # ~1-2 min on a 2-core CPU
     .venv/bin/python bench/bench_probe.py --per-exp 500 --model vit_base_patch16_224
@@ -70,7 +70,7 @@ def main() -> None:
     from cryofm.features.particles import BackboneFeaturizer
     from cryofm.models.backbone import create_backbone
     from cryofm.probe.erase import AcquisitionScaler, LeaceEraser, RegressOut, acquisition_matrix
-    from cryofm.probe.linear import LOGISTIC_C, RIDGE_ALPHA, fit_logistic, fit_ridge
+    from cryofm.probe.linear import LOGISTIC_C, RIDGE_ALPHA, fit_logistic, fit_ridge, logistic_path
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_probe_"))
     n = args.experiments * args.per_exp
@@ -127,8 +127,11 @@ def main() -> None:
     _, t_default = timed(grid)
     with threadpool_limits(limits=1):
         _, t_one = timed(grid)
-    print(f"logistic grid with {n_blas} BLAS threads: {t_default:.2f} s; with 1 thread: {t_one:.2f} s -> "
-          f"1 thread is {t_default / t_one:.2f}x faster")
+    _, t_path = timed(logistic_path, x[tr], y[tr], LOGISTIC_C)  # what the probes run (1 thread, warm start)
+    print(f"logistic grid, independent fits: {n_blas} BLAS threads {t_default:.2f} s, 1 thread {t_one:.2f} s "
+          f"-> 1 thread is {t_default / t_one:.2f}x faster")
+    print(f"logistic grid, warm-started path (cryofm.probe.linear.logistic_path): {t_path:.2f} s -> "
+          f"{t_default / t_path:.2f}x faster than independent fits with default threads")
 
 
 if __name__ == "__main__":
