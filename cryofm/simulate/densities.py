@@ -26,6 +26,7 @@ from cryofm.simulate.projection import pad_to_cube
 
 PROTEIN_DA_PER_A3 = 0.81  # 1.35 g/cm³ protein density → Da per Å³
 SIGMA_PER_RESOLUTION = 0.225
+CONTOUR_FRACTION = 0.15  # default contour (fraction of the maximum) for masks, weight and diameter
 
 
 @dataclass
@@ -97,7 +98,9 @@ def centre(volume: np.ndarray) -> np.ndarray:
     return np.clip(out, 0, None).astype(np.float32)
 
 
-def _contour(volume: np.ndarray, fraction: float = 0.1) -> float:
+def _contour(volume: np.ndarray, fraction: float | None = None) -> float:
+    """Default contour: ``CONTOUR_FRACTION`` (or ``fraction``) of the maximum."""
+    fraction = CONTOUR_FRACTION if fraction is None else fraction
     return float(fraction * volume.max())
 
 
@@ -161,7 +164,7 @@ def stretch_to_cube(data: np.ndarray) -> np.ndarray:
 def from_map(path: str | Path, symmetry: str = "C1", resolution: float = float("nan"),
              contour: float | None = None, mask_radius: float = 0.48, pixel_size: float | None = None,
              non_cubic: str = "stretch", max_box: int | None = None,
-             contour_fraction: float = 0.15) -> Density:
+             contour_fraction: float | None = None) -> Density:
     """A density from an MRC map: background (median of the outer shell) subtracted, soft spherical
     mask of ``mask_radius`` × box, masked to its largest connected region above the contour
     (:func:`object_mask`), negatives clipped, centred.
