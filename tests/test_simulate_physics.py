@@ -81,6 +81,12 @@ def test_relion_euler_matches_scipy_and_round_trips():
     ref = Rotation.from_euler("ZYZ", np.stack([rot, tilt, psi], 1), degrees=True).as_matrix()
     np.testing.assert_allclose(A, np.transpose(ref, (0, 2, 1)), atol=1e-12)
     np.testing.assert_allclose(euler_to_matrix(*matrix_to_euler(A)), A, atol=1e-9)
+    # gimbal lock (tilt 0 or 180): rot and psi are not separable; the matrix still round-trips
+    flat = euler_to_matrix([30.0, 30.0], [0.0, 180.0], [40.0, 40.0])
+    rot_, tilt_, _ = matrix_to_euler(flat)
+    np.testing.assert_allclose(tilt_, [0.0, 180.0], atol=1e-9)
+    np.testing.assert_allclose(rot_, [0.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(euler_to_matrix(*matrix_to_euler(flat)), flat, atol=1e-9)
 
 
 @pytest.mark.parametrize(("pad", "tol"), [(2, 0.06), (4, 0.015)])
