@@ -33,17 +33,21 @@ def select_attention(kind: str = "sdpa") -> str:
     return "sdpa"
 
 
-def _xformers_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    """timm ``Attention.forward`` through ``xformers.ops.memory_efficient_attention`` (no RoPE)."""
+def _xformers_forward(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False) -> torch.Tensor:
+    """timm ``Attention.forward`` (timm 1.0) through ``xformers.ops.memory_efficient_attention``."""
     import xformers.ops as xops
 
-    B, N, C = x.shape
-    qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads)
+    if attn_mask is not None or is_causal:  # not the pretraining path: timm's own forward
+        return type(self).forward(self, x, attn_mask=attn_mask, is_causal=is_causal)
+    B, N, _ = x.shape
+    gate = self.gate(x).sigmoid() if getattr(self, "gate", None) is not None else None
+    qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim)  # xformers wants B, N, H, D
     q, k, v = qkv.unbind(2)
     q, k = self.q_norm(q), self.k_norm(k)
     out = xops.memory_efficient_attention(q, k, v, p=self.attn_drop.p if self.training else 0.0)
-    out = out.reshape(B, N, C)
-    out = self.norm(out) if hasattr(self, "norm") else out
+    out = self.norm(out.reshape(B, N, -1))
+    if gate is not None:
+        out = out * gate
     return self.proj_drop(self.proj(out))
 
 
