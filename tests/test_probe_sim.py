@@ -38,7 +38,7 @@ def confounded(tmp_path_factory):
     (tmp / "six.yaml").write_text(yaml.safe_dump(preset))
     simulate_dataset(resolve({"preset": str(tmp / "six.yaml"), "seed": 0}), tmp / "data")
     torch.manual_seed(0)
-    name, extra = "vit_small_patch16_224", {"depth": 2, "embed_dim": 32, "num_heads": 2}
+    name, extra = "vit_small_patch16_224", {"depth": 2, "embed_dim": 64, "num_heads": 2}
     box = int(preset["box"])
     export_backbone(create_backbone(name, img_size=box, **extra), name, backbone_kwargs(name, box, **extra),
                     tmp / "run", extra={"image_size": box, "pixel_mean": 0.0, "pixel_std": 1.0})

@@ -29,6 +29,7 @@ from cryofm.features.particles import (
     PixelFeaturizer,
     backbone_identity,
     file_sha256,
+    pick_device,
     random_init_identity,
 )
 from cryofm.models.backbone import create_backbone
@@ -55,14 +56,16 @@ def _featurizers(cfg: DictConfig) -> list[tuple[str, Any, dict[str, Any]]]:
         raise InputError(path.parent / META, f"not a backbone description ({exc})") from None
     fcfg = cfg.features
     layers, device, amp = int(fcfg.last_blocks), str(fcfg.device), bool(fcfg.amp)
+    # bfloat16 autocast on CUDA gives slightly different numbers: part of the cache key
+    precision = {"precision": "bf16" if amp and pick_device(device).type == "cuda" else "fp32"}
     out: list[tuple[str, Any, dict[str, Any]]] = []
 
-    ident = backbone_identity(meta, {"weights": file_sha256(path)}, layers)
+    ident = backbone_identity(meta, {"weights": file_sha256(path), **precision}, layers)
     out.append(("model", LazyFeaturizer(
         lambda: BackboneFeaturizer(load_backbone(path)[0], meta, ident, layers, device, amp), ident), ident))
     if cfg.baselines.random_init:
         seed = int(cfg.baselines.seed)
-        rident = backbone_identity(meta, random_init_identity(name, kwargs, seed), layers)
+        rident = backbone_identity(meta, {**random_init_identity(name, kwargs, seed), **precision}, layers)
 
         def build_random() -> BackboneFeaturizer:
             torch.manual_seed(seed)
