@@ -78,3 +78,14 @@ def test_koleo_weight_and_parts_add_up():
         loss, parts = arch(_batch(4), teacher_temp=0.04)
     want = parts["dino_loss"] + parts["ibot_loss"] + 0.1 * parts["koleo_loss"]
     assert math.isclose(loss.item(), want, rel_tol=1e-5)
+
+
+def test_teacher_stays_in_eval_mode():
+    model, ssl, _ = _cfgs("sinkhorn_knopp")
+    model.drop_path_rate = 0.5
+    arch = SSLMetaArch(model, ssl, 32).train()
+    assert arch.student.training and not arch.teacher.training
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():  # no drop path in the teacher: deterministic
+        a, b = arch.teacher.backbone(x)["cls"], arch.teacher.backbone(x)["cls"]
+    assert torch.equal(a, b)

@@ -93,6 +93,12 @@ class SSLMetaArch(nn.Module):
         elif self.centering != "sinkhorn_knopp":
             raise ValueError(f"unknown centering {self.centering!r} (sinkhorn_knopp or softmax)")
 
+    def train(self, mode: bool = True) -> SSLMetaArch:
+        """Train mode for the student only: the teacher never drops paths (as in DINOv2)."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
     def _targets(self, logits: torch.Tensor, temp: float, which: str) -> torch.Tensor:
         if self.centering == "softmax":
             return getattr(self, f"{which}_center")(logits, temp)
