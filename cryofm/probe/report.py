@@ -182,7 +182,8 @@ def build_report(metrics: dict[str, Any], tasks: Sequence[Task]) -> Report:
     sets = metrics["sets"]
     rep.kv({**{f"particles {k}": v for k, v in sets.items()},
             **{f"experiments {k}": len(v) for k, v in metrics["experiments"].items()},
-            **{f"feature dim {k}": v for k, v in metrics["feature_dims"].items()}}, caption="probe sets")
+            **{f"feature dim {k}": v for k, v in metrics["feature_dims"].items()},
+            "OOD strength chosen on": metrics.get("ood_validation", "")}, caption="probe sets")
     if not sets.get("test_ood"):
         rep.text("No held-out experiments in split.json: OOD cells are empty.")
     overview = overview_table(metrics["results"], tasks)

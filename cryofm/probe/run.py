@@ -162,6 +162,8 @@ def run_probe(cfg: DictConfig) -> dict[str, Any]:
     metrics = {
         "checkpoint": str(cfg.checkpoint), "data": str(data),
         "sets": {k: int(len(v)) for k, v in sets.items()},
+        "ood_validation": ("the val experiments" if np.any(sides == "val")
+                           else "ID-val particles (the split has no val experiments)"),
         "experiments": {side: sorted({records["experiment"][i] for i in np.flatnonzero(sides == side)})
                         for side in SIDES},
         "feature_dims": dims, "features_from_cache": cached, "sources": [s[0] for s in sources],
