@@ -39,11 +39,22 @@ def build_dataset(root: Path, n_exp: int, per_exp: int, box: int, seed: int = 0)
     r = np.hypot(yy, xx)
     for e in range(n_exp):
         radius = box * (0.15 + 0.2 * e / max(1, n_exp - 1))
-        items = [((r < radius) + 0.5 * rng.normal(size=(box, box)),
-                  {"DefocusU": rng.uniform(5000, 30000), "DefocusV": rng.uniform(5000, 30000)})
-                 for _ in range(per_exp)]
-        ingest_arrays(root, f"ex{e:03d}", items, n=per_exp, box=box, progress=False,
-                      facts={"ProteinClass": f"c{e % 4}", "MolecularWeight": 100.0 + 50 * e})
+        items = [
+            (
+                (r < radius) + 0.5 * rng.normal(size=(box, box)),
+                {"DefocusU": rng.uniform(5000, 30000), "DefocusV": rng.uniform(5000, 30000)},
+            )
+            for _ in range(per_exp)
+        ]
+        ingest_arrays(
+            root,
+            f"ex{e:03d}",
+            items,
+            n=per_exp,
+            box=box,
+            progress=False,
+            facts={"ProteinClass": f"c{e % 4}", "MolecularWeight": 100.0 + 50 * e},
+        )
 
 
 def timed(fn, *args, **kw):
@@ -74,36 +85,56 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_probe_"))
     n = args.experiments * args.per_exp
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores "
-          f"(shared), torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"cuda {torch.cuda.is_available()}")
-    print(f"data: {args.experiments} experiments x {args.per_exp} particles = {n}, box {args.box} px; "
-          f"model {args.model}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores "
+        f"(shared), torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"cuda {torch.cuda.is_available()}"
+    )
+    print(
+        f"data: {args.experiments} experiments x {args.per_exp} particles = {n}, box {args.box} px; "
+        f"model {args.model}"
+    )
     build_dataset(tmp / "data", args.experiments, args.per_exp, args.box)
     urls = split_urls(tmp / "data", "all")
 
     torch.manual_seed(0)
     model = create_backbone(args.model, img_size=args.box)
-    fz = BackboneFeaturizer(model, {"model_name": args.model, "image_size": args.box},
-                            {"weights": "bench"}, last_blocks=1, device="auto")
+    fz = BackboneFeaturizer(
+        model,
+        {"model_name": args.model, "image_size": args.box},
+        {"weights": "bench"},
+        last_blocks=1,
+        device="auto",
+    )
     cache = FeatureCache(tmp / "cache")
-    get = dict(featurizer=fz, identity=fz.identity, urls=urls, split="all", dataset=tmp / "data",
-               batch_size=args.batch, progress=False)
+    get = dict(
+        featurizer=fz,
+        identity=fz.identity,
+        urls=urls,
+        split="all",
+        dataset=tmp / "data",
+        batch_size=args.batch,
+        progress=False,
+    )
     first, t_uncached = timed(cache.get, **get)
     second, t_cached = timed(cache.get, **get)
     assert first.computed and not second.computed and np.array_equal(first.x, second.x)
-    print(f"features [{first.x.shape[0]} x {first.x.shape[1]}]: uncached {t_uncached:.2f} s "
-          f"({n / t_uncached:.0f} particles/s), cached {t_cached:.3f} s -> cached is "
-          f"{t_uncached / t_cached:.0f}x faster")
+    print(
+        f"features [{first.x.shape[0]} x {first.x.shape[1]}]: uncached {t_uncached:.2f} s "
+        f"({n / t_uncached:.0f} particles/s), cached {t_cached:.3f} s -> cached is "
+        f"{t_uncached / t_cached:.0f}x faster"
+    )
 
     x = first.x
     rng = np.random.default_rng(0)
     y = np.array([int(u[2:5]) % args.classes for u in first.uids])
     idx = rng.permutation(n)
-    tr, va, te = idx[: n // 2], idx[n // 2: 3 * n // 4], idx[3 * n // 4:]
+    tr, va, te = idx[: n // 2], idx[n // 2 : 3 * n // 4], idx[3 * n // 4 :]
     res, t_log = timed(fit_logistic, x[tr], y[tr], x[va], y[va], {"t": (x[te], y[te])})
-    print(f"logistic probe ({len(LOGISTIC_C)} C values, {len(tr)} x {x.shape[1]}): {t_log:.2f} s, "
-          f"test acc {res.test['t']['accuracy']:.3f}")
+    print(
+        f"logistic probe ({len(LOGISTIC_C)} C values, {len(tr)} x {x.shape[1]}): {t_log:.2f} s, "
+        f"test acc {res.test['t']['accuracy']:.3f}"
+    )
     target = first.records["MolecularWeight"]
     res, t_ridge = timed(fit_ridge, x[tr], target[tr], x[va], target[va], {"t": (x[te], target[te])})
     print(f"ridge probe ({len(RIDGE_ALPHA)} alphas): {t_ridge:.2f} s, test R2 {res.test['t']['r2']:.3f}")
@@ -128,10 +159,14 @@ def main() -> None:
     with threadpool_limits(limits=1):
         _, t_one = timed(grid)
     _, t_path = timed(logistic_path, x[tr], y[tr], LOGISTIC_C)  # what the probes run (1 thread, warm start)
-    print(f"logistic grid, independent fits: {n_blas} BLAS threads {t_default:.2f} s, 1 thread {t_one:.2f} s "
-          f"-> 1 thread is {t_default / t_one:.2f}x faster")
-    print(f"logistic grid, warm-started path (cryofm.probe.linear.logistic_path): {t_path:.2f} s -> "
-          f"{t_default / t_path:.2f}x faster than independent fits with default threads")
+    print(
+        f"logistic grid, independent fits: {n_blas} BLAS threads {t_default:.2f} s, 1 thread {t_one:.2f} s "
+        f"-> 1 thread is {t_default / t_one:.2f}x faster"
+    )
+    print(
+        f"logistic grid, warm-started path (cryofm.probe.linear.logistic_path): {t_path:.2f} s -> "
+        f"{t_default / t_path:.2f}x faster than independent fits with default threads"
+    )
 
 
 if __name__ == "__main__":

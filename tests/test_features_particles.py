@@ -43,8 +43,9 @@ class Counting:
 
 def test_pixel_features_map_back_to_uids_and_records(tmp_path):
     urls = _shards(tmp_path)
-    feats = FeatureCache(tmp_path / "cache").get(PixelFeaturizer(4), {"kind": "pixels", "size": 4}, urls,
-                                                 "train", batch_size=3, progress=False)
+    feats = FeatureCache(tmp_path / "cache").get(
+        PixelFeaturizer(4), {"kind": "pixels", "size": 4}, urls, "train", batch_size=3, progress=False
+    )
     assert feats.x.shape == (8, 16)
     assert feats.uids.tolist() == [f"e0/s/{i}" for i in range(5)] + [f"e1/s/{i}" for i in range(5, 8)]
     # Fourier downsampling keeps the mean: row k is ~k/10 everywhere (float16 storage: 1e-3)
@@ -119,8 +120,9 @@ def test_unreadable_shard_is_an_input_error_naming_it(tmp_path):
     bad = tmp_path / "bad-000000.tar"
     bad.write_bytes(b"this is not a tar file" * 10)
     with pytest.raises(InputError, match="bad-000000.tar"):
-        FeatureCache(tmp_path / "cache").get(PixelFeaturizer(4), {"k": 1}, [urls[0], str(bad)], "train",
-                                             progress=False)
+        FeatureCache(tmp_path / "cache").get(
+            PixelFeaturizer(4), {"k": 1}, [urls[0], str(bad)], "train", progress=False
+        )
     assert not list((tmp_path / "cache").rglob(FEATURES))
 
 
@@ -136,8 +138,9 @@ def test_a_full_experiment_stops_reading(tmp_path):
     second = exp_dir / "e0-000001.tar"
     second.write_bytes(b"garbage" * 50)
     urls = [str(first), str(second)]
-    feats = FeatureCache(tmp_path / "c").get(PixelFeaturizer(4), {"k": 1}, urls, "train", per_experiment=3,
-                                             progress=False)
+    feats = FeatureCache(tmp_path / "c").get(
+        PixelFeaturizer(4), {"k": 1}, urls, "train", per_experiment=3, progress=False
+    )
     assert feats.uids.tolist() == ["e0/s/0", "e0/s/1", "e0/s/2"]
     with pytest.raises(InputError, match="e0-000001.tar"):
         FeatureCache(tmp_path / "c").get(PixelFeaturizer(4), {"k": 1}, urls, "train", progress=False)

@@ -20,8 +20,12 @@ def _confounded(n, rng):
 
 
 def _nuisance_r2(x_tr, a_tr, x_te, a_te):
-    return [fit_ridge(x_tr, a_tr[:, j], x_tr[:0], a_tr[:0, j], {"t": (x_te, a_te[:, j])},
-                      grid=(1.0,)).test["t"]["r2"] for j in range(a_tr.shape[1])]
+    return [
+        fit_ridge(x_tr, a_tr[:, j], x_tr[:0], a_tr[:0, j], {"t": (x_te, a_te[:, j])}, grid=(1.0,)).test["t"][
+            "r2"
+        ]
+        for j in range(a_tr.shape[1])
+    ]
 
 
 def test_regress_out_and_leace_remove_the_nuisance_but_keep_the_label():
@@ -61,8 +65,12 @@ def test_leace_cross_covariance_is_zero_and_edit_is_minimal():
 
 
 def test_acquisition_matrix_encodes_angles_and_drops_constant_columns():
-    rec = {"uid": ["a", "b", "c"], "DefocusAngle": [0.0, 45.0, 90.0], "Voltage": [300.0, 300.0, 300.0],
-           "ElectronDose": [40.0, None, 60.0]}
+    rec = {
+        "uid": ["a", "b", "c"],
+        "DefocusAngle": [0.0, 45.0, 90.0],
+        "Voltage": [300.0, 300.0, 300.0],
+        "ElectronDose": [40.0, None, 60.0],
+    }
     a, names = acquisition_matrix(rec, ["DefocusAngle", "Voltage", "ElectronDose"])
     assert names == ["DefocusAngle_cos2", "DefocusAngle_sin2", "Voltage", "ElectronDose"]
     np.testing.assert_allclose(a[:, 0], [1.0, 0.0, -1.0], atol=1e-12)

@@ -18,7 +18,7 @@ from cryofm.probe.linear import (
 
 def _split(n, rng):
     idx = rng.permutation(n)
-    return idx[: n // 2], idx[n // 2: 3 * n // 4], idx[3 * n // 4:]
+    return idx[: n // 2], idx[n // 2 : 3 * n // 4], idx[3 * n // 4 :]
 
 
 def test_feature_that_encodes_the_label_scores_100_percent():
@@ -93,8 +93,9 @@ def test_warm_started_logistic_path_matches_independent_fits():
 
 
 def test_classification_metrics_count_unseen_classes_and_chance():
-    m = classification_metrics(np.array(["a", "a", "c", "b"]), np.array(["a", "b", "a", "b"]),
-                               train_classes=["a", "b"])
+    m = classification_metrics(
+        np.array(["a", "a", "c", "b"]), np.array(["a", "b", "a", "b"]), train_classes=["a", "b"]
+    )
     assert m["accuracy"] == 0.5
     assert m["balanced_accuracy"] == pytest.approx((1 / 2 + 1 + 0) / 3)  # recall of a, b, c
     assert m["in_train_classes"] == 0.75 and m["chance_balanced_accuracy"] == 0.5

@@ -33,15 +33,26 @@ EXPERIMENTS = [
 def confounded(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sim")
     preset = yaml.safe_load((PRESET_DIR / "tiny.yaml").read_text())
-    preset.update(experiments=[{**e, "resolution": 10.0} for e in EXPERIMENTS], n_particles=50,
-                  split_fractions=[0.5, 0.17, 0.33], confound=True, snr=50.0, snr_spread=0.0)
+    preset.update(
+        experiments=[{**e, "resolution": 10.0} for e in EXPERIMENTS],
+        n_particles=50,
+        split_fractions=[0.5, 0.17, 0.33],
+        confound=True,
+        snr=50.0,
+        snr_spread=0.0,
+    )
     (tmp / "six.yaml").write_text(yaml.safe_dump(preset))
     simulate_dataset(resolve({"preset": str(tmp / "six.yaml"), "seed": 0}), tmp / "data")
     torch.manual_seed(0)
     name, extra = "vit_small_patch16_224", {"depth": 2, "embed_dim": 64, "num_heads": 2}
     box = int(preset["box"])
-    export_backbone(create_backbone(name, img_size=box, **extra), name, backbone_kwargs(name, box, **extra),
-                    tmp / "run", extra={"image_size": box, "pixel_mean": 0.0, "pixel_std": 1.0})
+    export_backbone(
+        create_backbone(name, img_size=box, **extra),
+        name,
+        backbone_kwargs(name, box, **extra),
+        tmp / "run",
+        extra={"image_size": box, "pixel_mean": 0.0, "pixel_std": 1.0},
+    )
     return tmp
 
 
@@ -50,14 +61,27 @@ def test_regress_out_removes_the_confounded_acquisition_signal(confounded):
     assignment = json.loads((tmp / "data" / "split.json").read_text())["assignment"]
     assert sum(side == "train" for side in assignment.values()) >= 2
     with initialize_config_dir(config_dir=str(ROOT / "configs" / "probe"), version_base="1.3"):
-        cfg = compose("probe", [f"checkpoint={tmp / 'run'}", f"data={tmp / 'data'}", f"out={tmp / 'out'}",
-                                f"cache_dir={tmp / 'cache'}", "progress=false", "features.device=cpu",
-                                "baselines.random_init=false", "baselines.pixels=6",
-                                "probe.ridge_alpha=[0.1,10.0]"])
+        cfg = compose(
+            "probe",
+            [
+                f"checkpoint={tmp / 'run'}",
+                f"data={tmp / 'data'}",
+                f"out={tmp / 'out'}",
+                f"cache_dir={tmp / 'cache'}",
+                "progress=false",
+                "features.device=cpu",
+                "baselines.random_init=false",
+                "baselines.pixels=6",
+                "probe.ridge_alpha=[0.1,10.0]",
+            ],
+        )
     cfg.tasks = []  # only the erasure check is under test here
     m = run_probe(cfg)
-    r2 = {(r["source"], r["erasure"], r["parameter"]): r["r2"] for r in m["acquisition_predictability"]
-          if r["protocol"] == "id"}
+    r2 = {
+        (r["source"], r["erasure"], r["parameter"]): r["r2"]
+        for r in m["acquisition_predictability"]
+        if r["protocol"] == "id"
+    }
     # per-experiment parameters that vary between the training experiments
     varied = [p for p in ("ImagePixelSize", "ElectronDose") if p in m["erasure"]["model"]["parameters"]]
     assert varied, m["erasure"]

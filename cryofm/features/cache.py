@@ -102,9 +102,17 @@ class FeatureCache:
     def records_key(self, data_id: str, split: str, per_experiment: int) -> str:
         return digest({"data": data_id, "split": split, "cap": int(per_experiment)})
 
-    def get(self, featurizer: Callable[[np.ndarray], np.ndarray], identity: dict[str, Any],
-            urls: Sequence[str | Path], split: str, dataset: str | Path | None = None,
-            per_experiment: int = 0, batch_size: int = 64, progress: bool = True) -> Features:
+    def get(
+        self,
+        featurizer: Callable[[np.ndarray], np.ndarray],
+        identity: dict[str, Any],
+        urls: Sequence[str | Path],
+        split: str,
+        dataset: str | Path | None = None,
+        per_experiment: int = 0,
+        batch_size: int = 64,
+        progress: bool = True,
+    ) -> Features:
         """Features of the particles in ``urls`` (at most ``per_experiment`` per experiment, first in
         shard order; 0 = all), from the cache or computed and stored."""
         data_id = dataset_identity(urls, dataset)
@@ -115,8 +123,19 @@ class FeatureCache:
         have_r = (rdir / RECORDS).is_file()
         computed = False
         if not (have_f and have_r):
-            self._extract(featurizer, identity, urls, split, fdir, rdir, per_experiment, batch_size, progress,
-                          want_features=not have_f, want_records=not have_r)
+            self._extract(
+                featurizer,
+                identity,
+                urls,
+                split,
+                fdir,
+                rdir,
+                per_experiment,
+                batch_size,
+                progress,
+                want_features=not have_f,
+                want_records=not have_r,
+            )
             computed = True
         x = np.load(fdir / FEATURES)
         uids = np.load(fdir / UIDS)
@@ -126,12 +145,31 @@ class FeatureCache:
             raise RuntimeError(f"{fdir}: cached uids disagree with {rdir} (delete both to recompute)")
         return Features(x=x, uids=uids, records=records, key=fkey, computed=computed)
 
-    def _extract(self, featurizer, identity, urls, split, fdir, rdir, per_experiment, batch_size, progress,
-                 want_features: bool, want_records: bool) -> None:
+    def _extract(
+        self,
+        featurizer,
+        identity,
+        urls,
+        split,
+        fdir,
+        rdir,
+        per_experiment,
+        batch_size,
+        progress,
+        want_features: bool,
+        want_records: bool,
+    ) -> None:
         parts = fdir / "parts"
         parts.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(fdir / "key.json", {"featurizer": identity, "split": split, "per_experiment":
-                                              per_experiment, "shards": [str(u) for u in urls]})
+        atomic.write_json(
+            fdir / "key.json",
+            {
+                "featurizer": identity,
+                "split": split,
+                "per_experiment": per_experiment,
+                "shards": [str(u) for u in urls],
+            },
+        )
         seen: Counter[str] = Counter()
         pieces: list[dict[str, np.ndarray]] = []
         bar = tqdm(urls, desc=f"features {split}", unit="shard", disable=not progress)
@@ -148,8 +186,10 @@ class FeatureCache:
             pieces.append(piece)
         uids = np.concatenate([p["uids"] for p in pieces]) if pieces else np.array([], dtype=str)
         if want_records:
-            cols = {f.name: np.concatenate([p[REC + f.name] for p in pieces]) if pieces else np.array([])
-                    for f in schema.FIELDS}
+            cols = {
+                f.name: np.concatenate([p[REC + f.name] for p in pieces]) if pieces else np.array([])
+                for f in schema.FIELDS
+            }
             with atomic.atomic_path(rdir / RECORDS) as tmp, open(tmp, "wb") as fh:
                 np.savez(fh, **cols)
         if want_features:
@@ -162,8 +202,9 @@ class FeatureCache:
         shutil.rmtree(parts, ignore_errors=True)
 
     @staticmethod
-    def _shard(url, featurizer, seen: Counter[str], cap: int, batch_size: int,
-               want_features: bool) -> dict[str, np.ndarray]:
+    def _shard(
+        url, featurizer, seen: Counter[str], cap: int, batch_size: int, want_features: bool
+    ) -> dict[str, np.ndarray]:
         """One shard streamed in batches (memory ~ one batch): features, uids and record columns of
         the particles kept under the per-experiment cap."""
         folder_exp = Path(url).parent.name  # shards/<exp>/<exp>-NNNNNN.tar: one experiment per shard

@@ -89,8 +89,15 @@ def input_spec(meta: dict[str, Any]) -> tuple[int, float, float]:
 def backbone_identity(meta: dict[str, Any], identity: dict[str, Any], last_blocks: int) -> dict[str, Any]:
     """Everything that fixes a backbone's features: the weights' identity, the input spec, the layers."""
     size, mean, std = input_spec(meta)
-    return {"kind": "backbone", **identity, "model_name": meta.get("model_name"), "image_size": size,
-            "pixel_mean": mean, "pixel_std": std, "last_blocks": int(last_blocks)}
+    return {
+        "kind": "backbone",
+        **identity,
+        "model_name": meta.get("model_name"),
+        "image_size": size,
+        "pixel_mean": mean,
+        "pixel_std": std,
+        "last_blocks": int(last_blocks),
+    }
 
 
 class LazyFeaturizer:
@@ -121,8 +128,15 @@ class BackboneFeaturizer:
         device: torch device; ``amp`` uses bfloat16 autocast on CUDA.
     """
 
-    def __init__(self, model: nn.Module, meta: dict[str, Any], identity: dict[str, Any], last_blocks: int = 1,
-                 device: str | torch.device = "auto", amp: bool = True):
+    def __init__(
+        self,
+        model: nn.Module,
+        meta: dict[str, Any],
+        identity: dict[str, Any],
+        last_blocks: int = 1,
+        device: str | torch.device = "auto",
+        amp: bool = True,
+    ):
         self.device = pick_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device).eval()
         self.image_size, self.pixel_mean, self.pixel_std = input_spec(meta)

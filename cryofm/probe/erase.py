@@ -26,8 +26,9 @@ from cryofm.probe.linear import blas_threads
 ANGLE_FIELDS = ("DefocusAngle",)
 
 
-def acquisition_matrix(records: Mapping[str, Sequence[Any]],
-                       fields: Sequence[str] = schema.ACQUISITION_FIELDS) -> tuple[np.ndarray, list[str]]:
+def acquisition_matrix(
+    records: Mapping[str, Sequence[Any]], fields: Sequence[str] = schema.ACQUISITION_FIELDS
+) -> tuple[np.ndarray, list[str]]:
     """[N, K] float64 matrix of acquisition parameters (NaN where missing) and its column names.
 
     Units are the schema's (Å, degrees, kV, mm, e⁻/Å², Å/px); angles become ``<name>_cos2`` and

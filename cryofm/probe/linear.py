@@ -44,8 +44,9 @@ class Standardizer:
         return ((x - self.mean) / self.scale).astype(np.float32 if x.dtype == np.float32 else np.float64)
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray,
-                           train_classes: Sequence) -> dict[str, float]:
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, train_classes: Sequence
+) -> dict[str, float]:
     """Accuracy, balanced accuracy, the chance levels of each (uniform guess over train classes;
     majority-class frequency of the test set) and ``in_train_classes``, the fraction of test
     particles whose class occurs in probe-train (the most a probe can get right out of distribution)."""
@@ -56,16 +57,19 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # classes predicted but absent from y_true
         bacc = balanced_accuracy_score(y_true.astype(str), y_pred.astype(str))
-    return {"accuracy": float(np.mean(y_true.astype(str) == y_pred.astype(str))),
-            "balanced_accuracy": float(bacc),
-            "chance_balanced_accuracy": 1.0 / max(1, len(train_classes)),
-            "chance_accuracy": float(counts.max() / counts.sum()),
-            "in_train_classes": float(np.isin(y_true.astype(str), np.asarray(train_classes, str)).mean()),
-            "n": int(len(y_true))}
+    return {
+        "accuracy": float(np.mean(y_true.astype(str) == y_pred.astype(str))),
+        "balanced_accuracy": float(bacc),
+        "chance_balanced_accuracy": 1.0 / max(1, len(train_classes)),
+        "chance_accuracy": float(counts.max() / counts.sum()),
+        "in_train_classes": float(np.isin(y_true.astype(str), np.asarray(train_classes, str)).mean()),
+        "n": int(len(y_true)),
+    }
 
 
-def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray,
-                       train_mean: float | None = None) -> dict[str, float]:
+def regression_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, train_mean: float | None = None
+) -> dict[str, float]:
     """R², MAE in the target's unit and, given ``train_mean``, ``r2_vs_train_mean``.
 
     Standard R² compares with predicting the *test* mean, which no probe can know out of
@@ -130,8 +134,9 @@ class ProbePath:
         return best, scores
 
 
-def logistic_path(x_tr: np.ndarray, y_tr: np.ndarray, grid: Sequence[float] = LOGISTIC_C,
-                  max_iter: int = 300, seed: int = 0) -> ProbePath:
+def logistic_path(
+    x_tr: np.ndarray, y_tr: np.ndarray, grid: Sequence[float] = LOGISTIC_C, max_iter: int = 300, seed: int = 0
+) -> ProbePath:
     """Multinomial logistic probes (L2, lbfgs) for each ``C`` (inverse strength), warm-started from
     the next stronger one. Labels are any hashable values (strings or bin indices)."""
     y = np.asarray(y_tr).astype(str)
@@ -175,8 +180,9 @@ class ProbeResult:
     path: ProbePath | None = None
 
 
-def _fit(path: ProbePath, x_val: np.ndarray, y_val: np.ndarray,
-         tests: dict[str, tuple[np.ndarray, np.ndarray]]) -> ProbeResult:
+def _fit(
+    path: ProbePath, x_val: np.ndarray, y_val: np.ndarray, tests: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> ProbeResult:
     i, scores = path.select(x_val, y_val)
     res = ProbeResult(path.kind, path.grid[i], scores, path=path)
     for name, (x, y) in tests.items():
@@ -184,17 +190,29 @@ def _fit(path: ProbePath, x_val: np.ndarray, y_val: np.ndarray,
     return res
 
 
-def fit_logistic(x_tr: np.ndarray, y_tr: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-                 tests: dict[str, tuple[np.ndarray, np.ndarray]], grid: Sequence[float] = LOGISTIC_C,
-                 max_iter: int = 300, seed: int = 0) -> ProbeResult:
+def fit_logistic(
+    x_tr: np.ndarray,
+    y_tr: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    tests: dict[str, tuple[np.ndarray, np.ndarray]],
+    grid: Sequence[float] = LOGISTIC_C,
+    max_iter: int = 300,
+    seed: int = 0,
+) -> ProbeResult:
     """Logistic probe with ``C`` chosen by validation balanced accuracy; ``tests`` maps a test-set
     name to ``(x, y)``, each scored by :func:`classification_metrics`."""
     return _fit(logistic_path(x_tr, y_tr, grid, max_iter, seed), x_val, y_val, tests)
 
 
-def fit_ridge(x_tr: np.ndarray, y_tr: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-              tests: dict[str, tuple[np.ndarray, np.ndarray]],
-              grid: Sequence[float] = RIDGE_ALPHA) -> ProbeResult:
+def fit_ridge(
+    x_tr: np.ndarray,
+    y_tr: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    tests: dict[str, tuple[np.ndarray, np.ndarray]],
+    grid: Sequence[float] = RIDGE_ALPHA,
+) -> ProbeResult:
     """Ridge probe with ``alpha`` chosen by validation R² (vs the probe-train mean); test metrics
     by :func:`regression_metrics` (MAE in the target's unit)."""
     return _fit(ridge_path(x_tr, y_tr, grid), x_val, y_val, tests)

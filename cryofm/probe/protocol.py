@@ -43,8 +43,9 @@ class Settings:
     min_train: int = 10
 
 
-def make_sets(sides: np.ndarray, fractions: Sequence[float] = (0.6, 0.2, 0.2),
-              seed: int = 0) -> dict[str, np.ndarray]:
+def make_sets(
+    sides: np.ndarray, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0
+) -> dict[str, np.ndarray]:
     """Row indices of each probe set from each row's split side (``train`` / ``val`` / ``heldout``).
 
     Returns ``train``, ``val_id``, ``test_id`` (a random division of the training experiments'
@@ -57,15 +58,21 @@ def make_sets(sides: np.ndarray, fractions: Sequence[float] = (0.6, 0.2, 0.2),
     perm = np.random.default_rng(seed).permutation(tr_rows)
     n1 = int(round(f[0] * len(perm)))
     n2 = n1 + int(round(f[1] * len(perm)))
-    sets = {"train": np.sort(perm[:n1]), "val_id": np.sort(perm[n1:n2]), "test_id": np.sort(perm[n2:]),
-            "val_ood": np.flatnonzero(sides == "val"), "test_ood": np.flatnonzero(sides == "heldout")}
+    sets = {
+        "train": np.sort(perm[:n1]),
+        "val_id": np.sort(perm[n1:n2]),
+        "test_id": np.sort(perm[n2:]),
+        "val_ood": np.flatnonzero(sides == "val"),
+        "test_ood": np.flatnonzero(sides == "heldout"),
+    }
     if len(sets["val_ood"]) == 0:
         sets["val_ood"] = sets["val_id"]
     return sets
 
 
-def erased_variants(x: np.ndarray, acq: np.ndarray, acq_names: Sequence[str], train: np.ndarray,
-                    methods: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def erased_variants(
+    x: np.ndarray, acq: np.ndarray, acq_names: Sequence[str], train: np.ndarray, methods: Sequence[str]
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """``{"none": x, "regress_out": ..., "leace": ...}`` over all rows, each eraser fitted on the
     ``train`` rows only; plus a description (parameters used, LEACE rank)."""
     out = {"none": x}
@@ -91,8 +98,13 @@ def _subset(idx: np.ndarray, y: np.ndarray, valid: np.ndarray, cap: int, seed: i
     return idx
 
 
-def probe_task(task: Task, x: np.ndarray, records: Mapping[str, Sequence[Any]],
-               sets: Mapping[str, np.ndarray], settings: Settings) -> dict[str, Any]:
+def probe_task(
+    task: Task,
+    x: np.ndarray,
+    records: Mapping[str, Sequence[Any]],
+    sets: Mapping[str, np.ndarray],
+    settings: Settings,
+) -> dict[str, Any]:
     """Fit ``task``'s probe on probe-train and score both protocols.
 
     Returns ``{"id": metrics, "ood": metrics, "chosen": {...}, "n_train": n}`` or
@@ -121,9 +133,9 @@ def probe_task(task: Task, x: np.ndarray, records: Mapping[str, Sequence[Any]],
     return out
 
 
-def acquisition_predictability(x: np.ndarray, acq: np.ndarray, names: Sequence[str],
-                               sets: Mapping[str, np.ndarray],
-                               settings: Settings) -> dict[str, dict[str, float]]:
+def acquisition_predictability(
+    x: np.ndarray, acq: np.ndarray, names: Sequence[str], sets: Mapping[str, np.ndarray], settings: Settings
+) -> dict[str, dict[str, float]]:
     """How well each acquisition column can be predicted from ``x``: ridge fitted on probe-train,
     strength chosen on the protocol's validation set, R² vs the probe-train mean on its test set
     (chance 0), ``{name: {"id": r2, "ood": r2}}``."""

@@ -19,11 +19,20 @@ import numpy as np  # noqa: E402
 from cryofm.probe.tasks import Task  # noqa: E402
 from cryofm.report import Report, versions  # noqa: E402
 
-SOURCE_LABEL = {"model": "checkpoint", "random_init": "random-init (same architecture)",
-                "pixels": "raw pixels (downsampled)"}
+SOURCE_LABEL = {
+    "model": "checkpoint",
+    "random_init": "random-init (same architecture)",
+    "pixels": "raw pixels (downsampled)",
+}
 ERASURE_LABEL = {"none": "", "regress_out": " regress-out", "leace": " LEACE"}
-COLUMNS = [("id", "none"), ("ood", "none"), ("id", "regress_out"), ("ood", "regress_out"), ("id", "leace"),
-           ("ood", "leace")]
+COLUMNS = [
+    ("id", "none"),
+    ("ood", "none"),
+    ("id", "regress_out"),
+    ("ood", "regress_out"),
+    ("id", "leace"),
+    ("ood", "leace"),
+]
 
 
 def _col_name(proto: str, erasure: str) -> str:
@@ -59,12 +68,16 @@ def task_table(rows: Sequence[dict[str, Any]], task: Task) -> tuple[list[dict[st
                 line[_col_name(p, e)] = f"{s:.1f}" if s is not None else "–"
             else:
                 mae = r.get("mae")
-                line[_col_name(p, e)] = (f"{s:.3f} / {mae:.4g}" if s is not None and mae is not None else "–")
+                line[_col_name(p, e)] = f"{s:.3f} / {mae:.4g}" if s is not None and mae is not None else "–"
         table.append(line)
     if classify:
         chance = _chance(rows)
-        table.append({"features": "chance", **{_col_name(p, e): (f"{100 * chance:.1f}" if chance else "–")
-                                               for p, e in have}})
+        table.append(
+            {
+                "features": "chance",
+                **{_col_name(p, e): (f"{100 * chance:.1f}" if chance else "–") for p, e in have},
+            }
+        )
     return table, [_col_name(p, e) for p, e in have]
 
 
@@ -83,8 +96,13 @@ def task_figure(rows: Sequence[dict[str, Any]], task: Task):
             hit = [r for r in rows if r["source"] == src and r["protocol"] == p and r["erasure"] == e]
             s = _score(hit[0], classify) if hit and hit[0].get("n", 0) else None
             vals.append(np.nan if s is None else s)
-        ax.bar(np.arange(len(sources)) + (j - (len(have) - 1) / 2) * width, vals, width,
-               label=_col_name(p, e), color=colors(hue[e] + (1 if p == "id" else 0)))
+        ax.bar(
+            np.arange(len(sources)) + (j - (len(have) - 1) / 2) * width,
+            vals,
+            width,
+            label=_col_name(p, e),
+            color=colors(hue[e] + (1 if p == "id" else 0)),
+        )
     if classify:
         chance = _chance(rows)
         if chance:
@@ -114,8 +132,14 @@ def erasure_table(pred: Sequence[dict[str, Any]], source: str = "model") -> list
         line: dict[str, Any] = {"parameter": prm}
         for proto in ("id", "ood"):
             for e, col in ERASE_COL.items():
-                hit = [r for r in pred if r["source"] == source and r["parameter"] == prm
-                       and r["erasure"] == e and r["protocol"] == proto]
+                hit = [
+                    r
+                    for r in pred
+                    if r["source"] == source
+                    and r["parameter"] == prm
+                    and r["erasure"] == e
+                    and r["protocol"] == proto
+                ]
                 if hit:
                     line[f"{proto.upper()} {col}"] = hit[0]["r2"]
         out.append(line)
@@ -125,9 +149,17 @@ def erasure_table(pred: Sequence[dict[str, Any]], source: str = "model") -> list
 def overview_table(results: Sequence[dict[str, Any]], tasks: Sequence[Task]) -> list[dict[str, Any]]:
     """One row per task: the checkpoint's ID / OOD / OOD-after-removal scores beside the baselines'
     OOD scores (balanced accuracy % or R² vs the probe-train mean)."""
+
     def cell(task: Task, src: str, proto: str, erasure: str) -> str:
-        hit = [r for r in results if r["task"] == task.name and r["source"] == src and r["protocol"] == proto
-               and r["erasure"] == erasure and r.get("n")]
+        hit = [
+            r
+            for r in results
+            if r["task"] == task.name
+            and r["source"] == src
+            and r["protocol"] == proto
+            and r["erasure"] == erasure
+            and r.get("n")
+        ]
         v = _score(hit[0], task.is_classification) if hit else None
         return "–" if v is None else (f"{v:.1f}" if task.is_classification else f"{v:.3f}")
 
@@ -135,12 +167,18 @@ def overview_table(results: Sequence[dict[str, Any]], tasks: Sequence[Task]) -> 
     for t in tasks:
         if not any(r["task"] == t.name for r in results):
             continue
-        rows.append({"task": t.name, "score": "bal. acc. %" if t.is_classification else "R²",
-                     "ID": cell(t, "model", "id", "none"), "OOD": cell(t, "model", "ood", "none"),
-                     "OOD regress-out": cell(t, "model", "ood", "regress_out"),
-                     "OOD LEACE": cell(t, "model", "ood", "leace"),
-                     "random-init OOD": cell(t, "random_init", "ood", "none"),
-                     "pixels OOD": cell(t, "pixels", "ood", "none")})
+        rows.append(
+            {
+                "task": t.name,
+                "score": "bal. acc. %" if t.is_classification else "R²",
+                "ID": cell(t, "model", "id", "none"),
+                "OOD": cell(t, "model", "ood", "none"),
+                "OOD regress-out": cell(t, "model", "ood", "regress_out"),
+                "OOD LEACE": cell(t, "model", "ood", "leace"),
+                "random-init OOD": cell(t, "random_init", "ood", "none"),
+                "pixels OOD": cell(t, "pixels", "ood", "none"),
+            }
+        )
     return rows
 
 
@@ -154,8 +192,12 @@ def erasure_figure(table: Sequence[dict[str, Any]]):
         for j, c in enumerate(cols):
             vals = np.array([np.nan if r.get(c) is None else r[c] for r in table], float)
             lo = min(lo, float(np.nanmin(vals, initial=0.0)))
-            ax.bar(np.arange(len(table)) + (j - (len(cols) - 1) / 2) * width, vals, width,
-                   label=c.split(" ", 1)[1])
+            ax.bar(
+                np.arange(len(table)) + (j - (len(cols) - 1) / 2) * width,
+                vals,
+                width,
+                label=c.split(" ", 1)[1],
+            )
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xticks(np.arange(len(table)))
         ax.set_xticklabels([r["parameter"] for r in table], rotation=35, ha="right", fontsize=7)
@@ -170,20 +212,28 @@ def erasure_figure(table: Sequence[dict[str, Any]]):
 
 def build_report(metrics: dict[str, Any], tasks: Sequence[Task]) -> Report:
     """The probe report from the metrics dict written by :func:`cryofm.probe.run.run_probe`."""
-    rep = Report("Linear probes on frozen features",
-                 f"checkpoint {metrics['checkpoint']} · data {metrics['data']}")
-    rep.text("ID: probe trained and tested on different particles of the training experiments. "
-             "OOD: trained on the training experiments, tested on held-out experiments. "
-             "Regularisation is chosen on a validation set that is never the reported one. "
-             "Regress-out / LEACE: acquisition parameters removed from the features (fitted on "
-             "probe-train only). Classification cells: balanced accuracy (%); regression cells: R² / MAE "
-             "(field unit), where R² compares with predicting the probe-train mean (0 = no better "
-             "than that constant, the chance level of both protocols; standard R² is in metrics.json).")
+    rep = Report(
+        "Linear probes on frozen features", f"checkpoint {metrics['checkpoint']} · data {metrics['data']}"
+    )
+    rep.text(
+        "ID: probe trained and tested on different particles of the training experiments. "
+        "OOD: trained on the training experiments, tested on held-out experiments. "
+        "Regularisation is chosen on a validation set that is never the reported one. "
+        "Regress-out / LEACE: acquisition parameters removed from the features (fitted on "
+        "probe-train only). Classification cells: balanced accuracy (%); regression cells: R² / MAE "
+        "(field unit), where R² compares with predicting the probe-train mean (0 = no better "
+        "than that constant, the chance level of both protocols; standard R² is in metrics.json)."
+    )
     sets = metrics["sets"]
-    rep.kv({**{f"particles {k}": v for k, v in sets.items()},
+    rep.kv(
+        {
+            **{f"particles {k}": v for k, v in sets.items()},
             **{f"experiments {k}": len(v) for k, v in metrics["experiments"].items()},
             **{f"feature dim {k}": v for k, v in metrics["feature_dims"].items()},
-            "OOD strength chosen on": metrics.get("ood_validation", "")}, caption="probe sets")
+            "OOD strength chosen on": metrics.get("ood_validation", ""),
+        },
+        caption="probe sets",
+    )
     if not sets.get("test_ood"):
         rep.text("No held-out experiments in split.json: OOD cells are empty.")
     overview = overview_table(metrics["results"], tasks)
@@ -197,12 +247,18 @@ def build_report(metrics: dict[str, Any], tasks: Sequence[Task]) -> Report:
             continue
         rep.heading(f"{task.name} ({task.kind}{', ' + task.unit if task.unit else ''})", 3)
         table, _ = task_table(rows, task)
-        rep.table(table, caption="balanced accuracy (%)" if task.is_classification
-                  else f"R² vs the probe-train mean / MAE ({task.unit})")
+        rep.table(
+            table,
+            caption="balanced accuracy (%)"
+            if task.is_classification
+            else f"R² vs the probe-train mean / MAE ({task.unit})",
+        )
         ood = [r for r in rows if (r["source"], r["protocol"], r["erasure"]) == ("model", "ood", "none")]
         if task.is_classification and ood and ood[0].get("in_train_classes") is not None:
-            rep.text(f"{100 * ood[0]['in_train_classes']:.0f}% of the held-out particles belong to a class "
-                     "seen in probe-train (no probe can name a class it never saw).")
+            rep.text(
+                f"{100 * ood[0]['in_train_classes']:.0f}% of the held-out particles belong to a class "
+                "seen in probe-train (no probe can name a class it never saw)."
+            )
         figs.append((task_figure(rows, task), f"probe_{task.name}", task.name))
     if figs:
         rep.heading("Bar charts")
@@ -210,11 +266,12 @@ def build_report(metrics: dict[str, Any], tasks: Sequence[Task]) -> Report:
     pred = metrics.get("acquisition_predictability", [])
     if pred:
         rep.heading("Does the erasure work?")
-        rep.text("Ridge R² (vs the probe-train mean) of each acquisition parameter predicted from the "
-                 "checkpoint's features, on other particles of the training experiments (ID) and on "
-                 "held-out experiments (OOD); after removal it should be near 0 (chance) or below. "
-                 "Parameters used: "
-                 + ", ".join(metrics["erasure"].get("model", {}).get("parameters", [])))
+        rep.text(
+            "Ridge R² (vs the probe-train mean) of each acquisition parameter predicted from the "
+            "checkpoint's features, on other particles of the training experiments (ID) and on "
+            "held-out experiments (OOD); after removal it should be near 0 (chance) or below. "
+            "Parameters used: " + ", ".join(metrics["erasure"].get("model", {}).get("parameters", []))
+        )
         et = erasure_table(pred)
         rep.table(et, caption="R² vs the probe-train mean", floatfmt=".3f")
         if et:

@@ -61,8 +61,15 @@ def _featurizers(cfg: DictConfig) -> list[tuple[str, Any, dict[str, Any]]]:
     out: list[tuple[str, Any, dict[str, Any]]] = []
 
     ident = backbone_identity(meta, {"weights": file_sha256(path), **precision}, layers)
-    out.append(("model", LazyFeaturizer(
-        lambda: BackboneFeaturizer(load_backbone(path)[0], meta, ident, layers, device, amp), ident), ident))
+    out.append(
+        (
+            "model",
+            LazyFeaturizer(
+                lambda: BackboneFeaturizer(load_backbone(path)[0], meta, ident, layers, device, amp), ident
+            ),
+            ident,
+        )
+    )
     if cfg.baselines.random_init:
         seed = int(cfg.baselines.seed)
         rident = backbone_identity(meta, {**random_init_identity(name, kwargs, seed), **precision}, layers)
@@ -81,19 +88,41 @@ def _featurizers(cfg: DictConfig) -> list[tuple[str, Any, dict[str, Any]]]:
     return out
 
 
-def _split_features(cache: FeatureCache, fz: Any, ident: dict[str, Any], data: Path,
-                    urls: Mapping[str, list[str]], cfg: DictConfig) -> list[Features]:
+def _split_features(
+    cache: FeatureCache,
+    fz: Any,
+    ident: dict[str, Any],
+    data: Path,
+    urls: Mapping[str, list[str]],
+    cfg: DictConfig,
+) -> list[Features]:
     f = cfg.features
-    return [cache.get(fz, ident, urls[side], side, dataset=data, per_experiment=int(f.per_experiment),
-                      batch_size=int(f.batch_size), progress=bool(cfg.progress)) for side in SIDES]
+    return [
+        cache.get(
+            fz,
+            ident,
+            urls[side],
+            side,
+            dataset=data,
+            per_experiment=int(f.per_experiment),
+            batch_size=int(f.batch_size),
+            progress=bool(cfg.progress),
+        )
+        for side in SIDES
+    ]
 
 
 def settings_from(cfg: DictConfig) -> Settings:
     p = cfg.probe
-    return Settings(fractions=tuple(p.fractions), seed=int(p.seed), cap=int(p.cap),
-                    logistic_c=tuple(float(c) for c in p.logistic_C),
-                    ridge_alpha=tuple(float(a) for a in p.ridge_alpha), max_iter=int(p.max_iter),
-                    min_train=int(p.min_train))
+    return Settings(
+        fractions=tuple(p.fractions),
+        seed=int(p.seed),
+        cap=int(p.cap),
+        logistic_c=tuple(float(c) for c in p.logistic_C),
+        ridge_alpha=tuple(float(a) for a in p.ridge_alpha),
+        max_iter=int(p.max_iter),
+        min_train=int(p.min_train),
+    )
 
 
 def run_probe(cfg: DictConfig) -> dict[str, Any]:
@@ -151,26 +180,48 @@ def run_probe(cfg: DictConfig) -> dict[str, Any]:
                     continue
                 for proto in ("id", "ood"):
                     m = res.get(proto, {"n": 0})
-                    rows.append({"task": task.name, "kind": task.kind, "unit": task.unit, "source": name,
-                                 "erasure": var, "protocol": proto, "n_train": res["n_train"],
-                                 "chosen": res["chosen"].get(proto), **m})
+                    rows.append(
+                        {
+                            "task": task.name,
+                            "kind": task.kind,
+                            "unit": task.unit,
+                            "source": name,
+                            "erasure": var,
+                            "protocol": proto,
+                            "n_train": res["n_train"],
+                            "chosen": res["chosen"].get(proto),
+                            **m,
+                        }
+                    )
             if name == "model" or cfg.erase_baselines:
                 for param, r2 in acquisition_predictability(xv, acq, acq_names, sets, settings).items():
                     for proto, v in r2.items():
-                        predictability.append({"source": name, "erasure": var, "parameter": param,
-                                               "protocol": proto, "r2": v})
+                        predictability.append(
+                            {"source": name, "erasure": var, "parameter": param, "protocol": proto, "r2": v}
+                        )
     metrics = {
-        "checkpoint": str(cfg.checkpoint), "data": str(data),
+        "checkpoint": str(cfg.checkpoint),
+        "data": str(data),
         "sets": {k: int(len(v)) for k, v in sets.items()},
-        "ood_validation": ("the val experiments" if np.any(sides == "val")
-                           else "ID-val particles (the split has no val experiments)"),
-        "experiments": {side: sorted({records["experiment"][i] for i in np.flatnonzero(sides == side)})
-                        for side in SIDES},
-        "feature_dims": dims, "features_from_cache": cached, "sources": [s[0] for s in sources],
+        "ood_validation": (
+            "the val experiments"
+            if np.any(sides == "val")
+            else "ID-val particles (the split has no val experiments)"
+        ),
+        "experiments": {
+            side: sorted({records["experiment"][i] for i in np.flatnonzero(sides == side)}) for side in SIDES
+        },
+        "feature_dims": dims,
+        "features_from_cache": cached,
+        "sources": [s[0] for s in sources],
         "erasure": erasure_info,
-        "tasks": [dict(t.__dict__) for t in tasks], "summary": summarize(rows, predictability),
-        "results": rows, "acquisition_predictability": predictability, "skipped": skipped,
-        "config": OmegaConf.to_container(cfg, resolve=True), "seconds": round(time.time() - t0, 2),
+        "tasks": [dict(t.__dict__) for t in tasks],
+        "summary": summarize(rows, predictability),
+        "results": rows,
+        "acquisition_predictability": predictability,
+        "skipped": skipped,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "seconds": round(time.time() - t0, 2),
     }
     metrics = _json_safe(metrics)
     from cryofm.probe.report import build_report

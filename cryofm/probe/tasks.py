@@ -87,10 +87,16 @@ def make_task(spec: Mapping[str, Any]) -> Task:
     kind = str(spec["kind"])
     if kind not in ("categorical", "binned", "regression"):
         raise ValueError(f"task {spec.get('name')!r}: unknown kind {kind!r}")
-    task = Task(name=str(spec.get("name") or f"{source}_{kind}"), source=source, kind=kind,  # type: ignore[arg-type]
-                lo=float(spec.get("lo", math.nan)), hi=float(spec.get("hi", math.nan)),
-                width=float(spec.get("width", math.nan)), unit=source_unit(source),
-                cap=int(spec.get("cap", 0) or 0))
+    task = Task(
+        name=str(spec.get("name") or f"{source}_{kind}"),
+        source=source,
+        kind=kind,  # type: ignore[arg-type]
+        lo=float(spec.get("lo", math.nan)),
+        hi=float(spec.get("hi", math.nan)),
+        width=float(spec.get("width", math.nan)),
+        unit=source_unit(source),
+        cap=int(spec.get("cap", 0) or 0),
+    )
     if kind == "binned" and not (task.width > 0 and task.hi > task.lo):
         raise ValueError(f"task {task.name!r}: binned needs lo < hi and width > 0")
     return task
@@ -175,16 +181,46 @@ def default_tasks(cap: int = 0) -> list[Task]:
     specs: list[dict[str, Any]] = [
         {"name": "Symmetry", "source": "Symmetry", "kind": "categorical"},
         {"name": "ProteinClass", "source": "ProteinClass", "kind": "categorical"},
-        {"name": "MolecularWeight_bins", "source": "MolecularWeight", "kind": "binned",
-         "lo": 0, "hi": 1000, "width": 20},
-        {"name": "MaxDiameter_bins", "source": "MaxDiameter", "kind": "binned", "lo": 0, "hi": 500,
-         "width": 25},
-        {"name": "EMDBResolution_bins", "source": "EMDBResolution", "kind": "binned",
-         "lo": 1.25, "hi": 8, "width": 0.5},
-        {"name": "Defocus_bins", "source": "Defocus", "kind": "binned", "lo": -5000, "hi": 40000,
-         "width": 10000},
-        {"name": "PixelSize224_bins", "source": "PixelSize224", "kind": "binned", "lo": 0.875, "hi": 3,
-         "width": 0.25},
+        {
+            "name": "MolecularWeight_bins",
+            "source": "MolecularWeight",
+            "kind": "binned",
+            "lo": 0,
+            "hi": 1000,
+            "width": 20,
+        },
+        {
+            "name": "MaxDiameter_bins",
+            "source": "MaxDiameter",
+            "kind": "binned",
+            "lo": 0,
+            "hi": 500,
+            "width": 25,
+        },
+        {
+            "name": "EMDBResolution_bins",
+            "source": "EMDBResolution",
+            "kind": "binned",
+            "lo": 1.25,
+            "hi": 8,
+            "width": 0.5,
+        },
+        {
+            "name": "Defocus_bins",
+            "source": "Defocus",
+            "kind": "binned",
+            "lo": -5000,
+            "hi": 40000,
+            "width": 10000,
+        },
+        {
+            "name": "PixelSize224_bins",
+            "source": "PixelSize224",
+            "kind": "binned",
+            "lo": 0.875,
+            "hi": 3,
+            "width": 0.25,
+        },
     ]
     for src in ("MolecularWeight", "MaxDiameter", "EMDBResolution", "Defocus", "PixelSize224"):
         specs.append({"name": f"{src}_reg", "source": src, "kind": "regression"})
