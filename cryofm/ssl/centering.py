@@ -76,12 +76,3 @@ class SoftmaxCenter(torch.nn.Module):
         mean = s / n.clamp_min(1.0)
         self.center.mul_(self.momentum).add_(mean, alpha=1.0 - self.momentum)
 
-
-def make_centering(kind: str, dim: int, momentum: float = 0.9, n_iter: int = 3):
-    """``kind`` = ``sinkhorn_knopp`` | ``softmax``: a callable ``(logits, temp) -> probs``."""
-    if kind == "sinkhorn_knopp":
-        return lambda logits, temp, n_rows=None: sinkhorn_knopp(logits, temp, n_iter, n_rows)
-    if kind == "softmax":
-        center = SoftmaxCenter(dim, momentum)
-        return center
-    raise ValueError(f"unknown centering {kind!r} (sinkhorn_knopp or softmax)")
