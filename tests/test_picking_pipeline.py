@@ -17,6 +17,7 @@ from cryofm.models.backbone import backbone_kwargs, create_backbone
 from cryofm.models.export import export_backbone
 from cryofm.picking.dog import dog_score_map
 from cryofm.picking.metrics import score_micrographs
+from cryofm.picking.micrograph_pca import run_micrograph_pca
 from cryofm.picking.pca import feature_score_map, kmeans_map, pca_rgb
 from cryofm.picking.picker import pick
 from cryofm.picking.run import run_pick
@@ -95,6 +96,12 @@ def test_feature_picker_runs_from_exported_backbone(tmp_path):
                       ground_truth=gdir))
     assert set(m["pickers"]) == {"features", "dog"}  # the classical baseline is always in the report
     assert (out / "picks" / "m0.star").is_file() and (out / "cache" / "m0.npz").is_file()
+    # the PCA app on the same backbone: a panel per micrograph and an RGB image at micrograph size
+    cfg = compose("micrograph_pca", [f"micrographs={mdir}", f"diameter={D}", f"checkpoint={tmp_path / 'run'}",
+                                      f"out={tmp_path / 'pca'}", "progress=false"])
+    assert run_micrograph_pca(cfg) == [str(tmp_path / "pca" / "m0.png")]
+    rgb = np.asarray(Image.open(tmp_path / "pca" / "pca" / "m0.png"))
+    assert rgb.shape == (256, 256, 3) and rgb.std() > 0
 
 
 def test_bad_input_is_one_line_and_leaves_nothing(tmp_path):
