@@ -18,6 +18,7 @@ from cryofm.train.toydata import make_toy_dataset
 
 CROPS = MultiCropConfig(CropSpec(2, 32, (0.32, 1.0), [1.0, 0.1]), CropSpec(2, 16, (0.05, 0.32), 0.5))
 
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     """Tiny tensors on a shared 2-core machine: one intra-op thread is much faster than two."""
@@ -25,7 +26,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,13 @@ def test_train_split_only(toy):
     assert all("toy" in u for u in urls)
     keys = _keys(_stream(urls), 6)
     assert set(keys) == train_keys  # one pass: every training particle once, none from the other split
+
+
+def test_url_template_streams_through_pipe(toy):
+    urls = train_urls(toy, template=f"pipe:cat {toy.resolve()}/{{path}}")
+    assert urls[0].startswith("pipe:cat ") and urls[0].endswith(".tar") and "/shards/" in urls[0]
+    keys = _keys(_stream(urls), 6)  # read through a shell pipe: the same particles as the local files
+    assert set(keys) == set(_keys(_stream(train_urls(toy)), 6))
 
 
 @pytest.mark.parametrize(("world", "workers"), [(2, 1), (2, 4)])  # split by shard / by sample

@@ -35,13 +35,21 @@ from cryofm.data.normalize import fourier_resize
 from cryofm.errors import InputError
 
 
-def train_urls(dataset: str | Path, split: str = "train") -> list[str]:
-    """Shard paths of the ``split`` side of a dataset folder (InputError when there are none)."""
+def train_urls(dataset: str | Path, split: str = "train", template: str | None = None) -> list[str]:
+    """Shard URLs of the ``split`` side of a dataset folder (InputError when there are none).
+
+    ``template`` maps each shard's path relative to the dataset root (as the manifest names it) to a
+    WebDataset URL, e.g. ``pipe:aws s3 cp s3://bucket/mydataset/{path} -`` or
+    ``https://host/mydataset/{path}``: the manifest and split are read locally, the shards streamed.
+    """
     from cryofm.data.dataset import split_urls
 
-    urls = [str(u) for u in split_urls(dataset, split)]
+    root = Path(dataset).resolve()
+    urls = [str(u) for u in split_urls(root, split)]
     if not urls:
         raise InputError(dataset, f"the {split!r} split has no shards")
+    if template:
+        urls = [template.format(path=Path(u).relative_to(root).as_posix()) for u in urls]
     return urls
 
 

@@ -135,7 +135,11 @@ def train(cfg: DictConfig) -> Path:
     bf16 = cuda and bool(cfg.train.bf16)
     fsdp = info.enabled and cfg.dist.strategy == "fsdp"
 
-    urls = list(cfg.data.urls) if cfg.data.get("urls") else train_urls(cfg.data.path)
+    urls = (
+        list(cfg.data.urls)
+        if cfg.data.get("urls")
+        else train_urls(cfg.data.path, template=cfg.data.get("url_template"))
+    )
     mean, std = pixel_stats(cfg.data.path) if cfg.data.get("path") else (0.0, 1.0)
     if cfg.data.get("pixel_mean") is not None:
         mean, std = float(cfg.data.pixel_mean), float(cfg.data.pixel_std)
