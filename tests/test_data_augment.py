@@ -18,7 +18,6 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-
 def _cfg(**kw) -> MultiCropConfig:
     return MultiCropConfig(flip=kw.pop("flip", False), rot90=kw.pop("rot90", False), **kw)
 

@@ -22,7 +22,6 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-
 def _ce(p: list[float], z: list[float], temp: float) -> float:
     """-Σ p log softmax(z / temp), written out."""
     e = [math.exp(v / temp) for v in z]

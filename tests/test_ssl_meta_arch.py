@@ -22,10 +22,15 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-
 def _cfgs(centering: str):
-    model = OmegaConf.create({"name": "vit_small_patch16_dinov3_qkvb", "in_chans": 1, "drop_path_rate": 0.0,
-                              "kwargs": {"depth": 2, "embed_dim": 48, "num_heads": 2}})
+    model = OmegaConf.create(
+        {
+            "name": "vit_small_patch16_dinov3_qkvb",
+            "in_chans": 1,
+            "drop_path_rate": 0.0,
+            "kwargs": {"depth": 2, "embed_dim": 48, "num_heads": 2},
+        }
+    )
     ssl = OmegaConf.load("configs/ssl/dinov2.yaml")
     ssl.centering = centering
     for h in ("dino", "ibot"):
@@ -38,8 +43,11 @@ def _batch(B: int = 8) -> dict:
     g = torch.Generator().manual_seed(0)
     masks = torch.zeros(2 * B, 4, dtype=torch.bool)
     masks[::2, :2] = True
-    return {"global_crops": torch.randn(2 * B, 1, 32, 32, generator=g),
-            "local_crops": torch.randn(4 * B, 1, 16, 16, generator=g), "masks": masks}
+    return {
+        "global_crops": torch.randn(2 * B, 1, 32, 32, generator=g),
+        "local_crops": torch.randn(4 * B, 1, 16, 16, generator=g),
+        "masks": masks,
+    }
 
 
 @pytest.mark.parametrize("centering", ["sinkhorn_knopp", "softmax"])

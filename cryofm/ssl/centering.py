@@ -75,4 +75,3 @@ class SoftmaxCenter(torch.nn.Module):
         n = _all_reduce(torch.tensor(float(teacher_logits.shape[0]), device=s.device))
         mean = s / n.clamp_min(1.0)
         self.center.mul_(self.momentum).add_(mean, alpha=1.0 - self.momentum)
-
