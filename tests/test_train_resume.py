@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cryofm.train.checkpoint import list_checkpoints
 from cryofm.train.runlog import read_metrics
 from cryofm.train.toydata import make_toy_dataset
 
@@ -38,11 +39,28 @@ def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
 
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The toy dataset and an uninterrupted 16-step run on it."""
+    tmp = tmp_path_factory.mktemp("resume")
+    data = make_toy_dataset(tmp / "toy", n_experiments=2, n_per=12, box=32, shard_size=6)
+    subprocess.run(_cmd(data, tmp / "ref"), check=True, env=_env(), cwd=tmp, capture_output=True)
+    return data, tmp / "ref"
+
+
+def _same_curve(a_dir: Path, b_dir: Path) -> None:
+    a, b = read_metrics(a_dir), read_metrics(b_dir)
+    assert [r["step"] for r in b] == list(range(16))  # resumed steps replace the killed run's lines
+    for key in ("loss", "dino_loss", "ibot_loss", "koleo_loss", "lr", "teacher_temp"):
+        np.testing.assert_allclose([r[key] for r in b], [r[key] for r in a], rtol=1e-5, atol=1e-6)
+    # the same teacher at the end
+    assert (a_dir / "backbone.safetensors").read_bytes() == (b_dir / "backbone.safetensors").read_bytes()
+
+
 @pytest.mark.timeout(300)
-def test_kill_and_resume_matches_uninterrupted(tmp_path):
-    data = make_toy_dataset(tmp_path / "toy", n_experiments=2, n_per=12, box=32, shard_size=6)
-    ref, run = tmp_path / "ref", tmp_path / "run"
-    subprocess.run(_cmd(data, ref), check=True, env=_env(), cwd=tmp_path, capture_output=True)
+def test_kill_and_resume_matches_uninterrupted(reference, tmp_path):
+    data, ref = reference
+    run = tmp_path / "run"
 
     proc = subprocess.Popen(
         _cmd(data, run), env=_env(), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -58,9 +76,23 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     assert 8 <= killed_at < 16
 
     subprocess.run(_cmd(data, run), check=True, env=_env(), cwd=tmp_path, capture_output=True)
-    a, b = read_metrics(ref), read_metrics(run)
-    assert [r["step"] for r in b] == list(range(16))  # resumed steps replace the killed run's lines
-    for key in ("loss", "dino_loss", "ibot_loss", "koleo_loss", "lr", "teacher_temp"):
-        np.testing.assert_allclose([r[key] for r in b], [r[key] for r in a], rtol=1e-5, atol=1e-6)
-    # the same teacher at the end
-    assert (ref / "backbone.safetensors").read_bytes() == (run / "backbone.safetensors").read_bytes()
+    _same_curve(ref, run)
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_checkpoints_then_resume_matches(reference, tmp_path):
+    data, ref = reference
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        _cmd(data, run), env=_env(), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    t0 = time.time()
+    while len(read_metrics(run)) < 5 and proc.poll() is None and time.time() - t0 < 200:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGTERM)  # preemption: finish the step, checkpoint, exit cleanly
+    assert proc.wait() == 0
+    steps = [s for s, _ in list_checkpoints(run / "checkpoints")]
+    n = len(read_metrics(run))
+    assert steps[-1] == n and 5 <= n < 16  # a checkpoint at the step where it stopped
+    subprocess.run(_cmd(data, run), check=True, env=_env(), cwd=tmp_path, capture_output=True)
+    _same_curve(ref, run)

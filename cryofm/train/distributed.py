@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
 from dataclasses import dataclass
 
 import torch
@@ -99,3 +100,38 @@ def wrap_student(student: nn.Module, info: DistInfo, strategy: str = "ddp", bf16
     if strategy == "fsdp":
         return apply_fsdp(student, bf16)
     raise ValueError(f"unknown parallel strategy {strategy!r} (ddp, fsdp or none)")
+
+
+class StopSignals:
+    """SIGTERM / SIGUSR1 (preemption, SLURM's pre-timeout signal) → stop after the current step.
+
+    :meth:`should_stop` is collective (all ranks agree, so they all save the same checkpoint); it
+    costs one tiny all-reduce per step under torchrun.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self, info: DistInfo, enabled: bool = True):
+        self.info, self.enabled, self.flag = info, enabled, False
+        self._old = {}
+        if enabled:
+            for sig in self.SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.flag = True
+
+    def should_stop(self) -> bool:
+        if not self.enabled:
+            return False
+        if not self.info.enabled:
+            return self.flag
+        t = torch.tensor([1.0 if self.flag else 0.0], device=self.info.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def restore(self) -> None:
+        """Put the previous handlers back."""
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}

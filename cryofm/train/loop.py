@@ -232,6 +232,7 @@ def train(cfg: DictConfig) -> Path:
         du.barrier()
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 and not fsdp else contextlib.nullcontext()
+    signals = du.StopSignals(info, bool(cfg.train.get("save_on_signal", True)))
     arch.train()
     step = start
     seen_keys: list[str] = []
@@ -272,10 +273,15 @@ def train(cfg: DictConfig) -> Path:
             if cfg.train.get("debug_dump"):
                 seen_keys.extend(batch["keys"])
             done = step + 1
-            if done % int(cfg.train.checkpoint_every) == 0 or done == total:
+            stopping = signals.should_stop()
+            if done % int(cfg.train.checkpoint_every) == 0 or done == total or stopping:
                 save(done)
+            if stopping:
+                log.warning("stop requested by a signal: checkpoint saved at step %d, exiting", done)
+                break
     finally:
         logger.close()
+        signals.restore()
     if cfg.train.get("debug_dump"):  # for tests: what this rank read and a digest of its weights
         _debug_dump(out, info.rank, seen_keys, arch)
     du.barrier()
