@@ -61,6 +61,13 @@ def test_pick_dog_end_to_end(tmp_path):
     # resume: the cache is reused and gives the same numbers
     again = run_pick(_cfg(micrographs=mdir, diameter=D, picker="dog", out=out, ground_truth=gdir))
     assert again["pooled"] == m["pooled"]
+    # a changed setting is not served from the stale cache
+    before = (out / "cache" / "m0.npz").stat().st_mtime_ns
+    run_pick(_cfg(micrographs=mdir, diameter=D, picker="dog", out=out, ground_truth=gdir,
+                  **{"pick.nms": 0.9}))
+    assert (out / "cache" / "m0.npz").stat().st_mtime_ns != before
+    with np.load(out / "cache" / "m0.npz") as z:
+        assert json.loads(str(z["key"]))["pick"]["nms"] == 0.9
 
 
 @pytest.mark.parametrize("path", ["dense", "fast"])

@@ -9,6 +9,7 @@ and ``out/report.{html,md}`` (see :mod:`cryofm.picking.report`).
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -101,14 +102,27 @@ def _store(res: dict, name: str, p, seconds: float) -> None:
                 f"{name}_seconds": np.asarray(seconds)})
 
 
+def cache_key(path: Path, d: float, cfg: DictConfig) -> str:
+    """What a cached result depends on: the micrograph file, the diameter, the checkpoint and every
+    setting that changes scores or picks (a changed setting recomputes instead of reusing)."""
+    keys = ("contrast", "model_contrast", "features", "pick", "dog", "seed", "checkpoint")
+    sub = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg.get(k), DictConfig)
+           else cfg.get(k) for k in keys}
+    st = path.stat()
+    return json.dumps({"file": str(path.resolve()), "size": st.st_size, "mtime": st.st_mtime, "d": d, **sub},
+                      sort_keys=True, default=str)
+
+
 def _cached(path: Path, d: float, cfg: DictConfig, model, meta, cache_dir: Path) -> dict[str, np.ndarray]:
     f = cache_dir / f"{path.stem}.npz"
+    key = cache_key(path, d, cfg)
     if f.is_file() and cfg.get("resume", True):
         with np.load(f) as z:
             res = dict(z)
-        if model is None or "features_xy" in res:
+        if str(res.get("key", "")) == key and (model is None or "features_xy" in res):
             return res
     res = _process(path, d, cfg, model, meta)
+    res["key"] = np.asarray(key)
     with atomic.atomic_path(f) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **res)
     return res
