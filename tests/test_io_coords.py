@@ -120,3 +120,14 @@ def test_mask_centres_on_real_cryoppp(shared_data):
     xy, _ = read_picks(f, diameter=56)
     assert abs(len(xy) - expected) <= 2
     assert m[np.round(xy[:, 1]).astype(int), np.round(xy[:, 0]).astype(int)].all()
+
+
+def test_real_relion31_particles_star_grouped_by_micrograph(shared_data):
+    f = shared_file("relion_cryosparc_formats", "relion31.star")
+    parts = starfile.read(f, always_dict=True)["particles"]  # read independently of cryofm
+    groups = read_picks_by_micrograph(f)
+    assert sum(len(xy) for xy, _ in groups.values()) == len(parts)
+    for name, rows in parts.groupby("rlnMicrographName"):
+        xy, s = groups[name.rsplit("/", 1)[-1].rsplit(".", 1)[0]]
+        np.testing.assert_allclose(xy, rows[["rlnCoordinateX", "rlnCoordinateY"]].to_numpy(float))
+        assert np.isnan(s).all()  # no rlnAutopickFigureOfMerit in a refinement STAR
