@@ -34,7 +34,7 @@ from cryofm.io.micrograph import read_micrograph  # noqa: E402
 from cryofm.models.backbone import create_backbone  # noqa: E402
 from cryofm.picking.dog import dog_score_map  # noqa: E402
 from cryofm.picking.metrics import score_micrographs  # noqa: E402
-from cryofm.picking.pca import _sample, feature_score_map  # noqa: E402
+from cryofm.picking.pca import feature_score_map, sample_map  # noqa: E402
 from cryofm.picking.picker import pick  # noqa: E402
 
 CRYOPPP = Path(__file__).resolve().parents[2] / "shared" / "data" / "cryoppp_10028" / "train"
@@ -142,7 +142,7 @@ def main() -> None:
     for s in args.shifts:
         g, t = timed(lambda s=s: fast_features(model, meta, img, d, shifts=s, tile=args.tile, **kw))
         fmap, _, _ = feature_score_map(g, prior=dog)
-        r = np.corrcoef(dmap.values.reshape(-1), _sample(fmap, dense.centres().reshape(-1, 2)))[0, 1]
+        r = np.corrcoef(dmap.values.reshape(-1), sample_map(fmap, dense.centres().reshape(-1, 2)))[0, 1]
         fpk = pick(fmap, d)
         agree = score_micrographs([fpk.xy], [dpk.xy], d / 2)["pooled"]["f1"]
         rows.append((f"fast shifts={s}", g, t, r, agree, fpk))

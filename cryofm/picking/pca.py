@@ -55,7 +55,7 @@ def kmeans_map(features: np.ndarray, k: int = 2, n_pca: int = 16, seed: int = 0)
     return remap[lab].reshape(features.shape[:-1])
 
 
-def _sample(smap: ScoreMap, xy: np.ndarray) -> np.ndarray:
+def sample_map(smap: ScoreMap, xy: np.ndarray) -> np.ndarray:
     """Nearest-cell values of ``smap`` at micrograph points xy [N, 2]."""
     gh, gw = smap.values.shape
     j = np.clip(np.round((xy[:, 0] - smap.x0) / smap.step).astype(int), 0, gw - 1)
@@ -74,7 +74,7 @@ def choose_sign(pc1: np.ndarray, grid: FeatureGrid, sign: str | int = "dog",
     if sign == "dog":
         if prior is None:
             raise ValueError("sign='dog' needs the DoG score map as prior")
-        ref = _sample(prior, grid.centres().reshape(-1, 2))
+        ref = sample_map(prior, grid.centres().reshape(-1, 2))
         c = np.corrcoef(pc1.reshape(-1), ref)[0, 1]
         return 1 if not np.isfinite(c) or c >= 0 else -1
     raise ValueError(f"unknown sign rule {sign!r} (dog, skew, +1, -1)")
