@@ -1,0 +1,115 @@
+"""The demo's stages: the commands of the README, run in order on built-in data, then one report."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from cryofm.cli import compose
+from cryofm.demo.stages import Stage, run_stages
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bin(name: str) -> str:
+    """A console script installed beside this interpreter (``cryofm``, ``torchrun``)."""
+    cand = Path(sys.executable).parent / name
+    return str(cand) if cand.exists() else name
+
+
+def _sim_diameter(mics: Path) -> float:
+    """Median particle diameter (px) of the simulated micrographs, from their ground truth."""
+    gt = json.loads((mics / "ground_truth.json").read_text())
+    ds = sorted(m["diameter_px"] for m in gt["micrographs"])
+    return round(float(ds[len(ds) // 2]), 1)
+
+
+def _real_micrographs(cfg: DictConfig) -> tuple[str, str] | None:
+    """(micrograph glob, ground-truth glob) of the real set, or None when there is none."""
+    if cfg.real.micrographs:
+        return str(cfg.real.micrographs), str(cfg.real.ground_truth or "")
+    shared = Path(cfg.real.shared_data or ROOT.parent / "shared" / "data") / "cryoppp_10028"
+    if not shared.is_dir():
+        return None
+    return str(shared / "*" / "images" / "*.png"), str(shared / "*" / "labels" / "*.png")
+
+
+def build_stages(cfg: DictConfig) -> list[Stage]:
+    """The demo as a list of commands; paths under ``cfg.out``."""
+    out = Path(cfg.out).resolve()
+    py, cryofm = sys.executable, _bin("cryofm")
+    dataset, run, mics = out / "dataset", out / "run", out / "micrographs"
+    sim = [f"preset={cfg.simulate.preset}", f"confound={str(cfg.simulate.confound).lower()}",
+           f"seed={cfg.seed}", *cfg.simulate.overrides]
+    train = [py, str(ROOT / "train.py"), f"experiment={cfg.train.experiment}", f"data={dataset}",
+             f"out={run}", f"seed={cfg.seed}", *cfg.train.overrides]
+    if cfg.train.nproc > 1:
+        train = [_bin("torchrun"), "--standalone", f"--nproc_per_node={cfg.train.nproc}", *train[1:]]
+    cache = out / "cache"
+    real = _real_micrographs(cfg)
+
+    def pick(name: str, micrographs: str, gt: str, diameter: float, picker: str, extra: list[str]):
+        args = [py, str(ROOT / "eval" / "pick.py"), f"micrographs={micrographs}", f"diameter={diameter}",
+                f"picker={picker}", f"out={out / name}", *extra]
+        if picker == "features":
+            args.append(f"checkpoint={run}")
+        if gt:
+            args.append(f"ground_truth={gt}")
+        return args
+
+    stages = [
+        Stage("simulate", "simulate a multi-experiment dataset into shards + experiment-level split",
+              lambda: [cryofm, "simulate", f"out={dataset}", *sim]),
+        Stage("inspect", "inspect the dataset (counts, annotation coverage, montage)",
+              lambda: [cryofm, "inspect", f"dataset={dataset}"]),
+        Stage("train", "pretrain a ViT with the DINOv2 objective", lambda: train),
+        Stage("probe", "linear probes: ID / OOD / acquisition regressed out, with baselines",
+              lambda: [py, str(ROOT / "eval" / "probe.py"), f"checkpoint={run}", f"data={dataset}",
+                       f"out={out / 'probe'}", f"cache_dir={cache}", *cfg.probe.overrides]),
+        Stage("micrographs", "simulate micrographs with known particle positions",
+              lambda: [cryofm, "simulate", "mode=micrographs", f"out={mics}", *sim]),
+        Stage("pca", "sliding-window features of the micrographs as PCA images",
+              lambda: [py, str(ROOT / "eval" / "micrograph_pca.py"), f"micrographs={mics / 'micrographs'}",
+                       f"diameter={_sim_diameter(mics)}", f"checkpoint={run}", f"out={out / 'pca'}"]),
+        Stage("pick_features", "unsupervised picking from frozen features on simulated micrographs",
+              lambda: pick("pick_features", str(mics / "micrographs"), str(mics / "picks" / "star"),
+                           _sim_diameter(mics), "features", list(cfg.pick.overrides))),
+        Stage("pick_dog", "difference-of-Gaussians baseline picker on the same micrographs",
+              lambda: pick("pick_dog", str(mics / "micrographs"), str(mics / "picks" / "star"),
+                           _sim_diameter(mics), "dog", list(cfg.pick.overrides))),
+    ]
+    if real is not None:
+        mic_glob, gt_glob = real
+        d = cfg.real.diameter
+        stages += [
+            Stage("real_pick_features", f"picking on real micrographs ({mic_glob}) from features",
+                  lambda: pick("real_pick_features", mic_glob, gt_glob, d, "features",
+                               [f"contrast={cfg.real.contrast}", *cfg.pick.overrides])),
+            Stage("real_pick_dog", "DoG baseline on the real micrographs",
+                  lambda: pick("real_pick_dog", mic_glob, gt_glob, d, "dog",
+                               [f"contrast={cfg.real.contrast}", *cfg.pick.overrides])),
+        ]
+    return stages
+
+
+def main(argv: list[str]) -> int:
+    """Compose ``configs/demo.yaml`` with ``argv`` overrides, run the stages, write the report."""
+    from cryofm.demo.report import write_report
+
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__ + "\nusage: python -m cryofm.demo [out=<dir>] [redo=all|[stage,...]] [key=value ...]")
+        return 0
+    cfg = compose("demo", argv)
+    out = Path(cfg.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out / "demo_config.yaml")
+    redo = [cfg.redo] if isinstance(cfg.redo, str) else list(cfg.redo or [])
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CRYOFM_CACHE": str(out / "cache")}
+    records = run_stages(build_stages(cfg), out, redo=redo, env=env, cwd=ROOT)
+    html, md = write_report(cfg, out, records)
+    print(f"\ncryofm demo: report -> {html}\n                       {md}")
+    return 0

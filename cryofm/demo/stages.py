@@ -1,0 +1,72 @@
+"""Resumable stages: each stage is one command a user could type; a finished stage is skipped.
+
+A stage is finished when ``<out>/.stages/<name>.json`` exists (written atomically after the command
+exits 0, with the command line and its wall time). ``redo=[names]`` or ``redo=all`` runs them again.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryofm.utils import atomic
+
+
+@dataclass
+class Stage:
+    """One step of the demo.
+
+    Attributes:
+        name: short id (also the marker file's name).
+        title: what it does, for the console and the report.
+        argv: the command (a list), built when the stage runs (it may read earlier outputs).
+        when: optional predicate; a stage whose predicate is false is skipped and reported so.
+    """
+
+    name: str
+    title: str
+    argv: Callable[[], Sequence[str]]
+    when: Callable[[], bool] | None = None
+
+
+def marker(out: Path, name: str) -> Path:
+    """Marker file of a finished stage."""
+    return out / ".stages" / f"{name}.json"
+
+
+def run_stages(stages: Sequence[Stage], out: Path, redo: Sequence[str] = (), env: dict | None = None,
+               cwd: Path | None = None) -> list[dict]:
+    """Run ``stages`` in order; returns one record per stage (name, title, command, seconds, status)."""
+    records = []
+    for i, st in enumerate(stages, 1):
+        m = marker(out, st.name)
+        head = f"[{i}/{len(stages)}] {st.title}"
+        if st.when is not None and not st.when():
+            print(f"{head}: skipped (not applicable)", flush=True)
+            records.append({"name": st.name, "title": st.title, "status": "skipped", "seconds": None,
+                            "command": ""})
+            continue
+        if m.is_file() and st.name not in redo and "all" not in redo:
+            rec = json.loads(m.read_text())
+            print(f"{head}: done already ({rec['seconds']:.0f} s; redo={st.name} to run again)", flush=True)
+            records.append({**rec, "status": "reused"})
+            continue
+        argv = [str(a) for a in st.argv()]
+        print(f"\n{head}\n$ {shlex.join(argv)}", flush=True)
+        t0 = time.perf_counter()
+        proc = subprocess.run(argv, env=env, cwd=cwd)
+        dt = time.perf_counter() - t0
+        if proc.returncode != 0:
+            print(f"cryofm demo: stage {st.name!r} failed (exit {proc.returncode}): {shlex.join(argv)}",
+                  file=sys.stderr)
+            raise SystemExit(proc.returncode)
+        rec = {"name": st.name, "title": st.title, "command": shlex.join(argv), "seconds": dt, "status": "ran"}
+        atomic.write_json(m, rec)
+        records.append(rec)
+    return records
