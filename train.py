@@ -10,11 +10,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -36,11 +37,15 @@ def main(cfg: DictConfig) -> None:
 
     from cryofm.errors import InputError
     from cryofm.train.loop import train
+    from cryofm.utils.atomic import write_text
 
     hc = HydraConfig.get()
-    if hc.mode.name == "MULTIRUN":  # each sweep job gets its own run dir
+    if hc.mode.name == "MULTIRUN":  # each sweep job gets its own run dir, with its overrides beside it
         with open_dict(cfg):
             cfg.out = hc.runtime.output_dir
+        if int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0:
+            write_text(Path(cfg.out) / ".hydra" / "overrides.yaml",
+                       OmegaConf.to_yaml(OmegaConf.create(list(hc.overrides.task))))
     try:
         train(cfg)
     except InputError as exc:

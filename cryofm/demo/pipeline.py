@@ -52,11 +52,10 @@ def build_stages(cfg: DictConfig) -> list[Stage]:
     cache = out / "cache"
     real = _real_micrographs(cfg)
 
-    def pick(name: str, micrographs: str, gt: str, diameter: float, picker: str, extra: list[str]):
+    def pick(name: str, micrographs: str, gt: str, diameter: float, extra: list[str]):
+        # picker=features also runs and scores the DoG baseline on the same micrographs
         args = [py, str(ROOT / "eval" / "pick.py"), f"micrographs={micrographs}", f"diameter={diameter}",
-                f"picker={picker}", f"out={out / name}", *extra]
-        if picker == "features":
-            args.append(f"checkpoint={run}")
+                "picker=features", f"checkpoint={run}", f"out={out / name}", *extra]
         if gt:
             args.append(f"ground_truth={gt}")
         return args
@@ -75,24 +74,17 @@ def build_stages(cfg: DictConfig) -> list[Stage]:
         Stage("pca", "sliding-window features of the micrographs as PCA images",
               lambda: [py, str(ROOT / "eval" / "micrograph_pca.py"), f"micrographs={mics / 'micrographs'}",
                        f"diameter={_sim_diameter(mics)}", f"checkpoint={run}", f"out={out / 'pca'}"]),
-        Stage("pick_features", "unsupervised picking from frozen features on simulated micrographs",
-              lambda: pick("pick_features", str(mics / "micrographs"), str(mics / "picks" / "star"),
-                           _sim_diameter(mics), "features", list(cfg.pick.overrides))),
-        Stage("pick_dog", "difference-of-Gaussians baseline picker on the same micrographs",
-              lambda: pick("pick_dog", str(mics / "micrographs"), str(mics / "picks" / "star"),
-                           _sim_diameter(mics), "dog", list(cfg.pick.overrides))),
+        Stage("pick", "unsupervised picking (frozen features, and the DoG baseline) on simulated micrographs",
+              lambda: pick("pick", str(mics / "micrographs"), str(mics / "picks" / "star"),
+                           _sim_diameter(mics), list(cfg.pick.overrides))),
     ]
     if real is not None:
         mic_glob, gt_glob = real
         d = cfg.real.diameter
-        stages += [
-            Stage("real_pick_features", f"picking on real micrographs ({mic_glob}) from features",
-                  lambda: pick("real_pick_features", mic_glob, gt_glob, d, "features",
-                               [f"contrast={cfg.real.contrast}", *cfg.pick.overrides])),
-            Stage("real_pick_dog", "DoG baseline on the real micrographs",
-                  lambda: pick("real_pick_dog", mic_glob, gt_glob, d, "dog",
-                               [f"contrast={cfg.real.contrast}", *cfg.pick.overrides])),
-        ]
+        stages.append(
+            Stage("real_pick", f"the same on real micrographs with expert picks ({mic_glob})",
+                  lambda: pick("real_pick", mic_glob, gt_glob, d,
+                               [f"contrast={cfg.real.contrast}", *cfg.pick.overrides])))
     return stages
 
 

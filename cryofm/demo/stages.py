@@ -1,7 +1,8 @@
 """Resumable stages: each stage is one command a user could type; a finished stage is skipped.
 
 A stage is finished when ``<out>/.stages/<name>.json`` exists (written atomically after the command
-exits 0, with the command line and its wall time). ``redo=[names]`` or ``redo=all`` runs them again.
+exits 0, with the command line and its wall time). ``redo=[names]`` or ``redo=all`` runs them again;
+once a stage runs, every later stage runs too (they read its outputs).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def marker(out: Path, name: str) -> Path:
 def run_stages(stages: Sequence[Stage], out: Path, redo: Sequence[str] = (), env: dict | None = None,
                cwd: Path | None = None) -> list[dict]:
     """Run ``stages`` in order; returns one record per stage (name, title, command, seconds, status)."""
-    records = []
+    records, ran = [], False
     for i, st in enumerate(stages, 1):
         m = marker(out, st.name)
         head = f"[{i}/{len(stages)}] {st.title}"
@@ -52,11 +53,12 @@ def run_stages(stages: Sequence[Stage], out: Path, redo: Sequence[str] = (), env
             records.append({"name": st.name, "title": st.title, "status": "skipped", "seconds": None,
                             "command": ""})
             continue
-        if m.is_file() and st.name not in redo and "all" not in redo:
+        if m.is_file() and not ran and st.name not in redo and "all" not in redo:
             rec = json.loads(m.read_text())
             print(f"{head}: done already ({rec['seconds']:.0f} s; redo={st.name} to run again)", flush=True)
             records.append({**rec, "status": "reused"})
             continue
+        ran = True
         argv = [str(a) for a in st.argv()]
         print(f"\n{head}\n$ {shlex.join(argv)}", flush=True)
         t0 = time.perf_counter()
@@ -66,7 +68,8 @@ def run_stages(stages: Sequence[Stage], out: Path, redo: Sequence[str] = (), env
             print(f"cryofm demo: stage {st.name!r} failed (exit {proc.returncode}): {shlex.join(argv)}",
                   file=sys.stderr)
             raise SystemExit(proc.returncode)
-        rec = {"name": st.name, "title": st.title, "command": shlex.join(argv), "seconds": dt, "status": "ran"}
+        rec = {"name": st.name, "title": st.title, "command": shlex.join(argv), "seconds": dt,
+               "status": "ran"}
         atomic.write_json(m, rec)
         records.append(rec)
     return records

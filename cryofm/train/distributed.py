@@ -1,8 +1,9 @@
 """Process-group setup under ``torchrun`` (DDP with gloo on CPU / NCCL on GPU) and model wrapping.
 
-Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) everything runs in one process and no
-process group is created. ``wrap_student`` returns DDP, FSDP2 (``fully_shard`` per transformer block,
-bf16 parameters with fp32 reductions on CUDA) or the plain module.
+Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) a SLURM task per GPU (``srun`` or the
+submitit launcher) takes its rank from ``SLURM_PROCID`` / ``SLURM_NTASKS``; otherwise everything runs
+in one process and no process group is created. ``wrap_student`` returns DDP, FSDP2 (``fully_shard``
+per transformer block, bf16 parameters with fp32 reductions on CUDA) or the plain module.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def setup(backend: str = "auto", device: str = "auto", timeout_s: int = 1800) ->
     ``backend``: ``auto`` (NCCL when the device is CUDA, else gloo), ``gloo`` or ``nccl``.
     ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     """
+    from cryofm.utils.slurm import torch_env_from_slurm
+
+    os.environ.update(torch_env_from_slurm(os.environ))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))

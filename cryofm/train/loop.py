@@ -30,7 +30,8 @@ from cryofm.train import checkpoint as ck
 from cryofm.train import distributed as du
 from cryofm.train.curves import plot_curves
 from cryofm.train.optim import apply_schedule, make_optimizer
-from cryofm.train.runlog import RunLogger
+from cryofm.train.runlog import RunLogger, read_metrics, summarize_metrics
+from cryofm.utils import atomic
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +283,10 @@ def train(cfg: DictConfig) -> Path:
     finally:
         logger.close()
         signals.restore()
+    if info.is_main:
+        summary = {**summarize_metrics(read_metrics(out)), "complete": step + 1 >= total,
+                   "world_size": info.world_size}
+        atomic.write_json(out / "metrics.json", summary)
     if cfg.train.get("debug_dump"):  # for tests: what this rank read and a digest of its weights
         _debug_dump(out, info.rank, seen_keys, arch)
     du.barrier()

@@ -50,6 +50,27 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def summarize_metrics(rows: list[dict[str, Any]], tail: float = 0.1) -> dict[str, Any]:
+    """Final numbers of a run for ``<run>/metrics.json`` (what sweep summaries tabulate).
+
+    Losses are the mean over the last ``tail`` fraction of the logged steps (at least one);
+    ``samples_per_s`` is the median over the steps after the first (which includes start-up).
+    """
+    if not rows:
+        return {}
+    n = max(1, int(round(len(rows) * tail)))
+    last = rows[-n:]
+    out: dict[str, Any] = {"steps": int(rows[-1]["step"]) + 1}
+    for k in ("loss", "dino_loss", "ibot_loss", "koleo_loss"):
+        if k in rows[-1]:
+            out[k] = {"first": float(rows[0][k]), "final": sum(float(r[k]) for r in last) / n}
+    speeds = sorted(float(r["samples_per_s"]) for r in rows[1:] if "samples_per_s" in r)
+    if speeds:
+        out["samples_per_s"] = speeds[len(speeds) // 2]
+    out["seconds"] = sum(float(r.get("step_time", 0.0)) for r in rows)
+    return out
+
+
 class RunLogger:
     """Rank-0 logger of per-step metrics to JSONL, wandb and a tqdm bar."""
 

@@ -55,6 +55,26 @@ def torchrun_command(env: Mapping[str, str], script_args: list[str], script: str
     return ["torchrun", *rdzv, f"--nproc_per_node={nproc}", script, *script_args]
 
 
+def torch_env_from_slurm(env: Mapping[str, str]) -> dict[str, str]:
+    """torch.distributed's variables for one SLURM task per GPU (``srun`` or submitit, no torchrun).
+
+    Empty when torchrun's ``WORLD_SIZE`` is already set or SLURM started a single task. Otherwise
+    ``RANK`` = ``SLURM_PROCID``, ``WORLD_SIZE`` = ``SLURM_NTASKS``, ``LOCAL_RANK`` = ``SLURM_LOCALID``,
+    ``MASTER_ADDR`` = first host of ``SLURM_JOB_NODELIST`` and ``MASTER_PORT`` from the job id.
+    """
+    ntasks = int(env.get("SLURM_NTASKS", "1") or 1)
+    if "WORLD_SIZE" in env or ntasks <= 1 or "SLURM_PROCID" not in env:
+        return {}
+    job = env.get("SLURM_JOB_ID", "0")
+    return {
+        "RANK": env["SLURM_PROCID"],
+        "WORLD_SIZE": str(ntasks),
+        "LOCAL_RANK": env.get("SLURM_LOCALID", "0"),
+        "MASTER_ADDR": env.get("MASTER_ADDR") or first_host(env.get("SLURM_JOB_NODELIST", "127.0.0.1")),
+        "MASTER_PORT": env.get("MASTER_PORT") or str(DEFAULT_PORT_BASE + int(job) % 1000),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``torchrun ARGS...`` prints the command; ``head`` prints the first host."""
     argv = list(sys.argv[1:] if argv is None else argv)
