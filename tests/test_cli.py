@@ -215,3 +215,24 @@ def test_slurm_style_tasks_then_merge_and_verify(tmp_path, capsys, shared_data):
     shard.write_bytes(bytes(data))
     rc, _, err = _run(capsys, "merge", f"dataset={out}", "verify=true")
     assert rc == 2 and err.strip().startswith(f"cryofm merge: error: {shard}: checksum mismatch")
+
+
+
+def test_closed_stdout_pipe_is_not_an_error(monkeypatch, capsys):
+    """`cryofm inspect ... | head`: when the reader leaves, the command stops with status 0, no traceback."""
+    import os
+
+    import cryofm.cli as cli
+
+    def leaves(cfg):
+        print("first line")
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_resolve", lambda target: leaves)
+    saved = os.dup(1)  # main() points fd 1 at /dev/null after a broken pipe: restore it
+    try:
+        assert cli.main(["inspect", "dataset=/nowhere"]) == 0
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    assert "Traceback" not in capsys.readouterr().err

@@ -97,3 +97,25 @@ def test_teacher_stays_in_eval_mode():
     with torch.no_grad():  # no drop path in the teacher: deterministic
         a, b = arch.teacher.backbone(x)["cls"], arch.teacher.backbone(x)["cls"]
     assert torch.equal(a, b)
+
+
+def test_head_batchnorm_centres_over_the_batch_in_student_and_teacher():
+    from cryofm.models.heads import DINOHead
+
+    model, ssl, _ = _cfgs("sinkhorn_knopp")
+    for h in ("dino", "ibot"):
+        ssl[h].head.use_bn = True
+    arch = SSLMetaArch(model, ssl, 32).train()
+    bns = [m for m in arch.teacher.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(bns) == 4 and all(m.training for m in bns)  # 2 hidden layers x 2 heads, batch statistics
+    assert not arch.teacher.backbone.training  # ... while the backbone keeps no drop path
+    # batch statistics: a constant offset added to every row of the head's input changes nothing
+    head = arch.teacher.dino_head
+    x = torch.randn(6, 48)
+    with torch.no_grad():
+        assert torch.allclose(head(x), head(x + 5.0), atol=1e-4)
+    # a batch with no masked patch gives an empty iBOT output instead of a BatchNorm error
+    assert DINOHead(48, 16, 32, 8, 3, use_bn=True).train()(torch.zeros(0, 48)).shape == (0, 16)
+    with torch.no_grad():
+        loss, parts = arch(_batch(4), teacher_temp=0.04)
+    assert math.isfinite(loss.item())

@@ -66,9 +66,11 @@ def build_branch(model_cfg, ssl_cfg, img_size: int) -> tuple[Branch, dict[str, A
     )
     d = embed_dim(bb)
     h = ssl_cfg.dino.head
-    dino_head = DINOHead(d, int(h.n_prototypes), int(h.hidden_dim), int(h.bottleneck_dim), int(h.nlayers))
-    h = ssl_cfg.ibot.head
-    ibot_head = DINOHead(d, int(h.n_prototypes), int(h.hidden_dim), int(h.bottleneck_dim), int(h.nlayers))
+    heads = []
+    for h in (ssl_cfg.dino.head, ssl_cfg.ibot.head):
+        heads.append(DINOHead(d, int(h.n_prototypes), int(h.hidden_dim), int(h.bottleneck_dim),
+                              int(h.nlayers), bool(h.get("use_bn", False))))
+    dino_head, ibot_head = heads
     return Branch(bb, dino_head, ibot_head), kw
 
 
@@ -94,9 +96,13 @@ class SSLMetaArch(nn.Module):
             raise ValueError(f"unknown centering {self.centering!r} (sinkhorn_knopp or softmax)")
 
     def train(self, mode: bool = True) -> SSLMetaArch:
-        """Train mode for the student only: the teacher never drops paths (as in DINOv2)."""
+        """Train mode for the student; the teacher never drops paths (as in DINOv2), but its heads'
+        BatchNorm layers (``use_bn``) use the statistics of the batch, as the student's do."""
         super().train(mode)
         self.teacher.eval()
+        for m in self.teacher.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.train(mode)
         return self
 
     def _targets(self, logits: torch.Tensor, temp: float, which: str) -> torch.Tensor:
