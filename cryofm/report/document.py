@@ -95,7 +95,9 @@ class Report:
         self.blocks.append(("figure", [_Figure(name, png, caption)]))
 
     def figures(self, items: list[tuple[Any, str, str]]) -> None:
-        """Several figures side by side: a list of (figure or png, name, caption)."""
+        """Several figures side by side: a list of (figure or png, name, caption); none: nothing."""
+        if not items:
+            return
         start = len(self.blocks)
         for fig, name, cap in items:
             self.figure(fig, name, cap)

@@ -1,0 +1,57 @@
+"""The demo report shows the numbers the stages wrote (read back from their files, not recomputed)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from omegaconf import OmegaConf
+
+from cryofm.demo.report import write_report
+
+
+def _pick_metrics(p: float, r: float, f1: float, best: float, ap: float) -> dict:
+    pooled = {"n_picks": 50, "n_truth": 40, "precision": p, "recall": r, "f1": f1}
+    return {"operating": {"pooled": pooled}, "best": {"f1": best}, "ap": ap, "seconds_per_micrograph": 1.5}
+
+
+def test_report_reads_every_stage_output(tmp_path):
+    out = tmp_path
+    (out / "dataset").mkdir()
+    exp = {"n": 400, "facts": {"Symmetry": "D7", "MolecularWeight": 801.5, "MaxDiameter": 184.0},
+           "acquisition": {"pixel_size": 4.61, "voltage": 300.0, "dose": 53.75, "defocus_centre": 20000.0},
+           "density": {"kind": "map"}}
+    sim = {"preset": "demo", "confound": True, "image_size": 64,
+           "experiments": {"groel": exp, "ring": {**exp, "facts": {"Symmetry": "C7"}}},
+           "split": {"groel": "train", "ring": "heldout"}}
+    (out / "dataset" / "simulation.json").write_text(json.dumps(sim))
+    (out / "run").mkdir()
+    rows = [{"step": i, "loss": 10.0 - i, "dino_loss": 6.93 - 0.1 * i, "ibot_loss": 3.4, "koleo_loss": 0.5,
+             "lr": 1e-4 * i, "last_layer_lr": 0.0, "wd": 0.04, "momentum": 0.99, "teacher_temp": 0.04,
+             "step_time": 2.0} for i in range(3)]
+    (out / "run" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (out / "pick").mkdir()
+    pick = {"n_micrographs": 6, "diameter_px": 56.0, "match_radius_px": 28.0,
+            "pickers": {"features": _pick_metrics(0.4567, 0.5, 0.4774, 0.5012, 0.3333),
+                        "dog": _pick_metrics(0.8123, 0.9, 0.8539, 0.8601, 0.7777)}}
+    (out / "pick" / "metrics.json").write_text(json.dumps(pick))
+    records = [
+        {"name": "simulate", "title": "simulate", "status": "ran", "seconds": 12.25, "command": "cryofm x"},
+        {"name": "train", "title": "train", "status": "reused", "seconds": 600.0, "command": "python y"},
+    ]
+
+    html, md = write_report(OmegaConf.create({"out": str(out)}), out, records)
+    text = md.read_text()
+    page = html.read_text()
+    # stages and their total time
+    assert "| simulate | simulate | ran | 12.2 |" in text and "| total |  |  | 612.2 |" in text
+    # the dataset table from simulation.json, sorted train first
+    assert text.index("| groel | train |") < text.index("| ring | heldout |") and "801.5" in text
+    # the training numbers from metrics.jsonl
+    assert "6.930 → 6.730" in text and f"{math.log(1024):.3f}" not in text  # no config: no ln K row
+    # picking from metrics.json, both pickers
+    assert "| frozen features (PC1) | 50 | 40 | 0.457 | 0.500 | 0.477 | 0.501 | 0.333 |" in text
+    assert "| DoG baseline | 50 | 40 | 0.812 | 0.900 | 0.854 | 0.860 | 0.778 |" in text
+    # figures: the training curves are drawn from the same rows and embedded in the HTML
+    assert (out / "figures" / "train_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "data:image/png;base64," in page and "Configuration and versions" in page
