@@ -85,12 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cryofm {command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `cryofm inspect ... | head`: the reader left; not an error
+        import contextlib
         import os
 
-        try:  # point stdout at /dev/null so that flushing at exit raises no second error
+        # point stdout at /dev/null so that flushing at exit raises no second error (unless stdout is
+        # not a file, e.g. captured)
+        with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):  # stdout is not a file (captured)
-            pass
         return 0
     return int(result) if isinstance(result, int) else 0
 

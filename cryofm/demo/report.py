@@ -58,8 +58,7 @@ def _dataset(rep: Report, out: Path) -> None:
         (out / "dataset" / "simulation.png", "dataset_simulation", "one projection per experiment"),
         (out / "dataset" / "inspect_montage.png", "dataset_montage",
          "particles as stored in the shards (`cryofm inspect`)")) if p.is_file()]
-    if figs:
-        rep.figures(figs)
+    rep.figures(figs, photo_px=1000)
 
 
 def _training(rep: Report, out: Path) -> None:
@@ -115,7 +114,7 @@ def _probes(rep: Report, out: Path) -> None:
     keep = {"Overview", "Bar charts", "Does the erasure work?"}
     section, blocks = None, []
     for kind, payload in sub.blocks:
-        if kind == "heading" and payload[0] == 2:
+        if kind == "heading":  # per-task (level 3) sections stay in probe/report.html
             section = payload[1]
         if section is None and kind in ("text", "table") or section in keep:
             if kind == "heading":
@@ -133,7 +132,7 @@ def _pca(rep: Report, out: Path, limit: int = 3) -> None:
     rep.text("Sliding-window CLS features of each simulated micrograph, first three principal components "
              "as RGB (middle) and a 2-cluster k-means of the features (right), next to the micrograph.")
     for p in panels[:limit]:
-        rep.figure(p, f"pca_{p.stem}", p.stem)
+        rep.figure(p, f"pca_{p.stem}", p.stem, photo_px=1500)
 
 
 def _picking(rep: Report, out: Path, name: str, title: str) -> None:
@@ -156,7 +155,7 @@ def _picking(rep: Report, out: Path, name: str, title: str) -> None:
     overlays = sorted((out / name / "figures").glob("overlay_*.png"))[:1]
     figs += [(p, f"{name}_{p.stem}", p.stem.removeprefix("overlay_") + ": picks vs expert circles")
              for p in overlays]
-    rep.figures([f for f in figs if Path(f[0]).is_file()])
+    rep.figures([f for f in figs if Path(f[0]).is_file()], photo_px=1100)
     rep.text(f"All micrographs: {name}/report.html.")
 
 

@@ -45,8 +45,25 @@ def _fmt(v: Any, floatfmt: str) -> str:
 @dataclass
 class _Figure:
     name: str
-    png: bytes
+    png: bytes  # the encoded image (PNG, or JPEG when ext == "jpg")
     caption: str
+    ext: str = "png"
+
+    @property
+    def mime(self) -> str:
+        return "image/jpeg" if self.ext == "jpg" else "image/png"
+
+
+def _photo(png: bytes, max_px: int, quality: int = 85) -> bytes:
+    """A PNG as a JPEG at most ``max_px`` on its long side (for noisy, photo-like images)."""
+    from PIL import Image
+
+    im = Image.open(io.BytesIO(png))
+    im = im.convert("RGB") if im.mode not in ("RGB", "L") else im
+    im.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=quality, optimize=True)
+    return buf.getvalue()
 
 
 @dataclass
@@ -79,8 +96,13 @@ class Report:
         """A two-column key / value table."""
         self.table([{"key": k, "value": v} for k, v in items.items()], caption, floatfmt=".4g")
 
-    def figure(self, fig_or_png: Any, name: str, caption: str = "", dpi: int = 110) -> None:
-        """A matplotlib figure (closed after saving) or PNG bytes / PNG file path."""
+    def figure(self, fig_or_png: Any, name: str, caption: str = "", dpi: int = 110,
+               photo_px: int | None = None) -> None:
+        """A matplotlib figure (closed after saving) or PNG bytes / PNG file path.
+
+        ``photo_px``: store it as a JPEG at most that many pixels on its long side (micrographs,
+        particle montages: noise does not compress as PNG and would make the HTML tens of MB).
+        """
         if isinstance(fig_or_png, (bytes, bytearray)):
             png = bytes(fig_or_png)
         elif isinstance(fig_or_png, (str, Path)):
@@ -92,15 +114,18 @@ class Report:
             fig_or_png.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
             plt.close(fig_or_png)
             png = buf.getvalue()
+        if photo_px:
+            self.blocks.append(("figure", [_Figure(name, _photo(png, photo_px), caption, "jpg")]))
+            return
         self.blocks.append(("figure", [_Figure(name, png, caption)]))
 
-    def figures(self, items: list[tuple[Any, str, str]]) -> None:
+    def figures(self, items: list[tuple[Any, str, str]], photo_px: int | None = None) -> None:
         """Several figures side by side: a list of (figure or png, name, caption); none: nothing."""
         if not items:
             return
         start = len(self.blocks)
         for fig, name, cap in items:
-            self.figure(fig, name, cap)
+            self.figure(fig, name, cap, photo_px=photo_px)
         figs = [f for _, group in self.blocks[start:] for f in group]
         del self.blocks[start:]
         self.blocks.append(("figure", figs))
@@ -135,7 +160,7 @@ class Report:
                 items = []
                 for f in payload:
                     b64 = base64.b64encode(f.png).decode("ascii")
-                    img = f"<img alt='{html.escape(f.name)}' src='data:image/png;base64,{b64}'>"
+                    img = f"<img alt='{html.escape(f.name)}' src='data:{f.mime};base64,{b64}'>"
                     items.append(f"<figure>{img}<figcaption>{html.escape(f.caption)}</figcaption></figure>")
                 out.append("<div class='grid'>" + "".join(items) + "</div>" if len(items) > 1 else items[0])
         out.append("</body></html>")
@@ -165,16 +190,16 @@ class Report:
             elif kind == "figure":
                 for f in payload:
                     cap = f"*{f.caption}*" if f.caption else ""
-                    out += [f"![{f.name}]({figure_dir}/{f.name}.png)", "", cap, ""]
+                    out += [f"![{f.name}]({figure_dir}/{f.name}.{f.ext})", "", cap, ""]
         return "\n".join(out)
 
     def write(self, out_dir: str | Path, stem: str = "report") -> tuple[Path, Path]:
-        """Write ``<stem>.html``, ``<stem>.md`` and ``figures/<name>.png`` atomically."""
+        """Write ``<stem>.html``, ``<stem>.md`` and ``figures/<name>.{png,jpg}`` atomically."""
         out_dir = Path(out_dir)
         for kind, payload in self.blocks:
             if kind == "figure":
                 for f in payload:
-                    atomic.write_bytes(out_dir / "figures" / f"{f.name}.png", f.png)
+                    atomic.write_bytes(out_dir / "figures" / f"{f.name}.{f.ext}", f.png)
         html_path, md_path = out_dir / f"{stem}.html", out_dir / f"{stem}.md"
         atomic.write_text(html_path, self.to_html())
         atomic.write_text(md_path, self.to_markdown())

@@ -31,8 +31,10 @@ from cryofm.simulate.projection import Projector
 from cryofm.simulate.rotations import matrix_to_euler, random_rotations
 
 CHUNK = 128
+# facts a preset entry may state; a stated MolecularWeight (kDa, e.g. from the literature) replaces
+# the estimate from the density's volume
 FACT_KEYS = ("EMDB", "PDB", "EMPIAR", "ProteinClass", "SampleName", "SequenceCluster", "Subunits",
-             "HasRNA", "HasDNA", "EMDBResolution")
+             "HasRNA", "HasDNA", "EMDBResolution", "MolecularWeight")
 REFERENCE_DOSE = 50.0  # e/Å² at which the particle SNR equals the configured snr
 
 
