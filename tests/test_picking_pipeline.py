@@ -109,6 +109,19 @@ def test_feature_picker_runs_from_exported_backbone(tmp_path):
     assert run_micrograph_pca(cfg) == [str(tmp_path / "pca" / "m0.png")]
     rgb = np.asarray(Image.open(tmp_path / "pca" / "pca" / "m0.png"))
     assert rgb.shape == (256, 256, 3) and rgb.std() > 0
+    # retrained in the same run dir: neither the pick cache nor the PCA panel is reused
+    panel = (tmp_path / "pca" / "m0.png").stat().st_mtime_ns
+    cached = (out / "cache" / "m0.npz").stat().st_mtime_ns
+    torch.manual_seed(1)
+    export_backbone(create_backbone(name, 32, depth=1, embed_dim=32, num_heads=2), name, kw, tmp_path / "run",
+                    extra={"image_size": 32, "pixel_mean": 0.0, "pixel_std": 1.0})
+    run_pick(_cfg(micrographs=mdir, diameter=D, picker="features", checkpoint=tmp_path / "run", out=out,
+                  ground_truth=gdir))
+    assert (out / "cache" / "m0.npz").stat().st_mtime_ns != cached
+    run_micrograph_pca(cfg)
+    assert (tmp_path / "pca" / "m0.png").stat().st_mtime_ns != panel
+    rgb2 = np.asarray(Image.open(tmp_path / "pca" / "pca" / "m0.png"))
+    assert not np.array_equal(rgb, rgb2)  # other weights, other features
 
 
 def test_bad_input_is_one_line_and_leaves_nothing(tmp_path):

@@ -51,6 +51,10 @@ def build_stages(cfg: DictConfig) -> list[Stage]:
         train = [_bin("torchrun"), "--standalone", f"--nproc_per_node={cfg.train.nproc}", *train[1:]]
     cache = out / "cache"
     real = _real_micrographs(cfg)
+    redo = [cfg.redo] if isinstance(cfg.redo, str) else list(cfg.redo or [])
+
+    def fresh(stage: str) -> list[str]:  # a simulation asked to run again replaces its output
+        return ["overwrite=true"] if stage in redo or "all" in redo else []
 
     def pick(name: str, micrographs: str, gt: str, diameter: float, extra: list[str]):
         # picker=features also runs and scores the DoG baseline on the same micrographs
@@ -62,7 +66,7 @@ def build_stages(cfg: DictConfig) -> list[Stage]:
 
     stages = [
         Stage("simulate", "simulate a multi-experiment dataset into shards + experiment-level split",
-              lambda: [cryofm, "simulate", f"out={dataset}", *sim]),
+              lambda: [cryofm, "simulate", f"out={dataset}", *sim, *fresh("simulate")]),
         Stage("inspect", "inspect the dataset (counts, annotation coverage, montage)",
               lambda: [cryofm, "inspect", f"dataset={dataset}"]),
         Stage("train", "pretrain a ViT with the DINOv2 objective", lambda: train),
@@ -70,7 +74,7 @@ def build_stages(cfg: DictConfig) -> list[Stage]:
               lambda: [py, str(ROOT / "eval" / "probe.py"), f"checkpoint={run}", f"data={dataset}",
                        f"out={out / 'probe'}", f"cache_dir={cache}", *cfg.probe.overrides]),
         Stage("micrographs", "simulate micrographs with known particle positions",
-              lambda: [cryofm, "simulate", "mode=micrographs", f"out={mics}", *sim]),
+              lambda: [cryofm, "simulate", "mode=micrographs", f"out={mics}", *sim, *fresh("micrographs")]),
         Stage("pca", "sliding-window features of the micrographs as PCA images",
               lambda: [py, str(ROOT / "eval" / "micrograph_pca.py"), f"micrographs={mics / 'micrographs'}",
                        f"diameter={_sim_diameter(mics)}", f"checkpoint={run}", f"out={out / 'pca'}"]),

@@ -20,7 +20,7 @@ from cryofm.features.sliding import micrograph_features
 from cryofm.io.micrograph import read_micrograph
 from cryofm.picking.figures import grid_to_image, pca_panel
 from cryofm.picking.pca import fit_pca, kmeans_map, pca_rgb
-from cryofm.picking.run import check_common, feature_kwargs, load_model
+from cryofm.picking.run import check_common, feature_kwargs, load_model, weights_identity
 from cryofm.utils import atomic
 
 
@@ -45,6 +45,12 @@ def run_micrograph_pca(cfg: DictConfig) -> list[str]:
     model, meta = load_model(cfg.checkpoint, str(cfg.device))
     kw = feature_kwargs(cfg, meta)
     written = []
+    # a panel is reused only if it was made from these weights (a retrained run is redone)
+    stamp, weights = out / ".weights", weights_identity(cfg.checkpoint)
+    if not (stamp.is_file() and stamp.read_text() == weights):
+        for old in out.glob("*.png"):
+            old.unlink()
+        atomic.write_text(stamp, weights)
     for path in tqdm(mics, desc="micrographs", disable=not cfg.get("progress", True)):
         panel = out / f"{path.stem}.png"
         written.append(str(panel))

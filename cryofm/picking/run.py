@@ -102,15 +102,28 @@ def _store(res: dict, name: str, p, seconds: float) -> None:
                 f"{name}_seconds": np.asarray(seconds)})
 
 
+def weights_identity(checkpoint: str | None) -> str:
+    """The backbone file a checkpoint argument names, with its size and mtime: a run retrained in
+    the same folder is a different checkpoint for every cache and resume check."""
+    if not checkpoint:
+        return ""
+    p = Path(checkpoint)
+    f = p / "backbone.safetensors" if p.is_dir() else p
+    if not f.is_file():
+        return str(p)
+    st = f.stat()
+    return f"{f.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
 def cache_key(path: Path, d: float, cfg: DictConfig) -> str:
-    """What a cached result depends on: the micrograph file, the diameter, the checkpoint and every
-    setting that changes scores or picks (a changed setting recomputes instead of reusing)."""
+    """What a cached result depends on: the micrograph file, the diameter, the checkpoint's weights and
+    every setting that changes scores or picks (a changed setting recomputes instead of reusing)."""
     keys = ("contrast", "model_contrast", "features", "pick", "dog", "seed", "checkpoint")
     sub = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg.get(k), DictConfig)
            else cfg.get(k) for k in keys}
     st = path.stat()
-    return json.dumps({"file": str(path.resolve()), "size": st.st_size, "mtime": st.st_mtime, "d": d, **sub},
-                      sort_keys=True, default=str)
+    return json.dumps({"file": str(path.resolve()), "size": st.st_size, "mtime": st.st_mtime, "d": d, **sub,
+                       "weights": weights_identity(cfg.get("checkpoint"))}, sort_keys=True, default=str)
 
 
 def _cached(path: Path, d: float, cfg: DictConfig, model, meta, cache_dir: Path) -> dict[str, np.ndarray]:
