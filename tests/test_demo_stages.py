@@ -52,3 +52,21 @@ def test_failed_stage_stops_the_run_and_is_not_marked_done(tmp_path, capsys):
     assert _ran(log) == ["a"]  # c never started
     recs = run_stages(_stages(log), tmp_path)  # fixed: resumes at b
     assert [r["status"] for r in recs] == ["reused", "ran", "ran"]
+
+
+def test_a_finished_stage_run_again_starts_from_nothing_an_unfinished_one_resumes(tmp_path):
+    log, produced = tmp_path / "log.txt", tmp_path / "run"
+
+    def stages() -> list[Stage]:
+        # the command appends to run/steps.txt: what it finds there is what a resume would see
+        code = (f"import pathlib; p = pathlib.Path({str(produced)!r}); p.mkdir(exist_ok=True); "
+                f"f = p / 'steps.txt'; f.write_text((f.read_text() if f.exists() else '') + 'x')")
+        return [Stage("train", "train", lambda: [sys.executable, "-c", code], outputs=[produced]),
+                *_stages(log)[1:]]
+
+    produced.mkdir()
+    (produced / "steps.txt").write_text("partial-")  # an interrupted, unfinished run: kept, resumed
+    run_stages(stages(), tmp_path)
+    assert (produced / "steps.txt").read_text() == "partial-x"
+    run_stages(stages(), tmp_path, redo=["train"])  # finished: redone from scratch
+    assert (produced / "steps.txt").read_text() == "x"

@@ -51,10 +51,6 @@ def build_stages(cfg: DictConfig) -> list[Stage]:
         train = [_bin("torchrun"), "--standalone", f"--nproc_per_node={cfg.train.nproc}", *train[1:]]
     cache = out / "cache"
     real = _real_micrographs(cfg)
-    redo = [cfg.redo] if isinstance(cfg.redo, str) else list(cfg.redo or [])
-
-    def fresh(stage: str) -> list[str]:  # a simulation asked to run again replaces its output
-        return ["overwrite=true"] if stage in redo or "all" in redo else []
 
     def pick(name: str, micrographs: str, gt: str, diameter: float, extra: list[str]):
         # picker=features also runs and scores the DoG baseline on the same micrographs
@@ -66,21 +62,23 @@ def build_stages(cfg: DictConfig) -> list[Stage]:
 
     stages = [
         Stage("simulate", "simulate a multi-experiment dataset into shards + experiment-level split",
-              lambda: [cryofm, "simulate", f"out={dataset}", *sim, *fresh("simulate")]),
+              lambda: [cryofm, "simulate", f"out={dataset}", *sim], outputs=[dataset]),
         Stage("inspect", "inspect the dataset (counts, annotation coverage, montage)",
               lambda: [cryofm, "inspect", f"dataset={dataset}"]),
-        Stage("train", "pretrain a ViT with the DINOv2 objective", lambda: train),
+        Stage("train", "pretrain a ViT with the DINOv2 objective", lambda: train, outputs=[run]),
         Stage("probe", "linear probes: ID / OOD / acquisition regressed out, with baselines",
               lambda: [py, str(ROOT / "eval" / "probe.py"), f"checkpoint={run}", f"data={dataset}",
-                       f"out={out / 'probe'}", f"cache_dir={cache}", *cfg.probe.overrides]),
+                       f"out={out / 'probe'}", f"cache_dir={cache}", *cfg.probe.overrides],
+              outputs=[out / "probe"]),
         Stage("micrographs", "simulate micrographs with known particle positions",
-              lambda: [cryofm, "simulate", "mode=micrographs", f"out={mics}", *sim, *fresh("micrographs")]),
+              lambda: [cryofm, "simulate", "mode=micrographs", f"out={mics}", *sim], outputs=[mics]),
         Stage("pca", "sliding-window features of the micrographs as PCA images",
               lambda: [py, str(ROOT / "eval" / "micrograph_pca.py"), f"micrographs={mics / 'micrographs'}",
-                       f"diameter={_sim_diameter(mics)}", f"checkpoint={run}", f"out={out / 'pca'}"]),
+                       f"diameter={_sim_diameter(mics)}", f"checkpoint={run}", f"out={out / 'pca'}"],
+              outputs=[out / "pca"]),
         Stage("pick", "unsupervised picking (frozen features, and the DoG baseline) on simulated micrographs",
               lambda: pick("pick", str(mics / "micrographs"), str(mics / "picks" / "star"),
-                           _sim_diameter(mics), list(cfg.pick.overrides))),
+                           _sim_diameter(mics), list(cfg.pick.overrides)), outputs=[out / "pick"]),
     ]
     if real is not None:
         mic_glob, gt_glob = real
@@ -88,7 +86,8 @@ def build_stages(cfg: DictConfig) -> list[Stage]:
         stages.append(
             Stage("real_pick", f"the same on real micrographs with expert picks ({mic_glob})",
                   lambda: pick("real_pick", mic_glob, gt_glob, d,
-                               [f"contrast={cfg.real.contrast}", *cfg.pick.overrides])))
+                               [f"contrast={cfg.real.contrast}", *cfg.pick.overrides]),
+                  outputs=[out / "real_pick"]))
     return stages
 
 

@@ -2,13 +2,16 @@
 
 A stage is finished when ``<out>/.stages/<name>.json`` exists (written atomically after the command
 exits 0, with the command line and its wall time). ``redo=[names]`` or ``redo=all`` runs them again;
-once a stage runs, every later stage runs too (they read its outputs).
+once a stage runs, every later stage runs too (they read its outputs). A finished stage that runs
+again starts from nothing: its ``outputs`` are deleted first (a retraining must not resume the old
+run). An unfinished stage keeps them, so an interrupted one resumes.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -28,12 +31,14 @@ class Stage:
         title: what it does, for the console and the report.
         argv: the command (a list), built when the stage runs (it may read earlier outputs).
         when: optional predicate; a stage whose predicate is false is skipped and reported so.
+        outputs: files or folders the stage writes (deleted before a finished stage runs again).
     """
 
     name: str
     title: str
     argv: Callable[[], Sequence[str]]
     when: Callable[[], bool] | None = None
+    outputs: Sequence[Path] = ()
 
 
 def marker(out: Path, name: str) -> Path:
@@ -59,6 +64,13 @@ def run_stages(stages: Sequence[Stage], out: Path, redo: Sequence[str] = (), env
             records.append({**rec, "status": "reused"})
             continue
         ran = True
+        if m.is_file():  # finished before: run again from scratch
+            m.unlink()
+            for p in st.outputs:
+                if Path(p).is_dir():
+                    shutil.rmtree(p)
+                elif Path(p).exists():
+                    Path(p).unlink()
         argv = [str(a) for a in st.argv()]
         print(f"\n{head}\n$ {shlex.join(argv)}", flush=True)
         t0 = time.perf_counter()
