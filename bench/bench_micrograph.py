@@ -57,6 +57,11 @@ def _micrograph(args) -> tuple[np.ndarray, np.ndarray | None, float, str]:
 
 
 def _model(args):
+    if args.standin:
+        from cryofm.features.standin import LocalMeanBackbone
+
+        return LocalMeanBackbone(8), {"image_size": 64,
+                                      "model_name": "stand-in: local pixel means (known signal)"}
     if args.checkpoint:
         from cryofm.models.export import load_backbone
 
@@ -104,6 +109,9 @@ def projection(args) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=None, help="run dir or backbone file (default: random tiny)")
+    ap.add_argument("--standin", action="store_true",
+                    help="features with a known particle signal (local means) instead of a ViT: measures "
+                         "how close the fast path's score map and picks are to dense ones")
     ap.add_argument("--size", type=int, default=None, help="synthetic micrograph edge (default: CryoPPP)")
     ap.add_argument("--diameter", type=float, default=56.0)
     ap.add_argument("--box-factor", type=float, default=1.6)

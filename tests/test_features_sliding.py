@@ -5,29 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from cryofm.features.sliding import dense_features, fast_features, local_normalize, model_scale, rescale
+from cryofm.features.standin import LocalMeanBackbone
 from cryofm.models.backbone import create_backbone
 
-
-class PixelProbe(nn.Module):
-    """A stand-in backbone with known tokens: each patch token is the mean of its p×p pixels and the
-    CLS token the mean of the central half (h/2 × w/2) of the window; features of a window then peak
-    where a bright spot sits at the window centre."""
-
-    def __init__(self, p: int = 8):
-        super().__init__()
-        self.patch_embed = type("PE", (), {"patch_size": (p, p)})()
-        self.num_prefix_tokens = 1
-        self.w = nn.Parameter(torch.zeros(1))
-        self.p = p
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        patches = nn.functional.avg_pool2d(x, self.p).flatten(2).transpose(1, 2)  # [B, N, 1]
-        c = x[:, :, h // 4:h - h // 4, w // 4:w - w // 4].mean((-2, -1))[:, :, None]
-        return torch.cat([c.transpose(1, 2), patches], 1).expand(-1, -1, 2) + self.w
+PixelProbe = LocalMeanBackbone  # tokens are local means: features peak at bright spots
 
 
 def _spot_image(shape, xy, sigma=3.0):
