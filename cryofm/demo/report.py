@@ -135,7 +135,7 @@ def _pca(rep: Report, out: Path, limit: int = 3) -> None:
         rep.figure(p, f"pca_{p.stem}", p.stem, photo_px=1500)
 
 
-def _picking(rep: Report, out: Path, name: str, title: str) -> None:
+def _picking(rep: Report, out: Path, name: str, title: str, ref: str) -> None:
     m = _json(out / name / "metrics.json")
     if m is None:
         return
@@ -144,16 +144,17 @@ def _picking(rep: Report, out: Path, name: str, title: str) -> None:
     for picker, s in m["pickers"].items():
         op = s["operating"]["pooled"]
         rows.append({"picker": "frozen features (PC1)" if picker == "features" else "DoG baseline",
-                     "picks": op["n_picks"], "expert": op["n_truth"], "precision": op["precision"],
+                     "picks": op["n_picks"], "reference": op["n_truth"], "precision": op["precision"],
                      "recall": op["recall"], "F1": op["f1"], "best F1": s["best"]["f1"], "AP": s["ap"],
                      "s / micrograph": s["seconds_per_micrograph"]})
-    rep.table(rows, caption=f"{m['n_micrographs']} micrographs, diameter {m['diameter_px']:g} px, a pick "
+    rep.table(rows, caption=f"{m['n_micrographs']} micrographs (reference: {ref}), diameter "
+                            f"{m['diameter_px']:g} px, a pick "
                             f"matches within {m['match_radius_px']:g} px (one to one); precision / recall / "
                             "F1 at the picker's own threshold, best F1 over a shared threshold in hindsight",
               floatfmt=".3f")
     figs = [(out / name / "figures" / "pr_curves.png", f"{name}_pr", "precision-recall (pooled)")]
     overlays = sorted((out / name / "figures").glob("overlay_*.png"))[:1]
-    figs += [(p, f"{name}_{p.stem}", p.stem.removeprefix("overlay_") + ": picks vs expert circles")
+    figs += [(p, f"{name}_{p.stem}", p.stem.removeprefix("overlay_") + ": picks vs reference circles")
              for p in overlays]
     rep.figures([f for f in figs if Path(f[0]).is_file()], photo_px=1100)
     rep.text(f"All micrographs: {name}/report.html.")
@@ -174,8 +175,8 @@ def write_report(cfg: DictConfig, out: Path, records: list[dict]) -> tuple[Path,
         rep.heading("5. Unsupervised particle picking")
         rep.text("PC1 of the frozen window features, thresholded by Otsu and non-maximum suppressed, against "
                  "a difference-of-Gaussians blob picker on the same micrographs.")
-        _picking(rep, out, "pick", "Simulated micrographs (known particle centres)")
-        _picking(rep, out, "real_pick", "Real micrographs with expert picks")
+        _picking(rep, out, "pick", "Simulated micrographs (known particle centres)", "the planted particles")
+        _picking(rep, out, "real_pick", "Real micrographs with expert picks", "the expert picks")
     rep.heading("Configuration and versions")
     rep.code(OmegaConf.to_yaml(cfg))
     rep.kv(versions())
