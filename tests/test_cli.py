@@ -106,7 +106,7 @@ def test_index_past_end(tmp_path, capsys, shared_data):
     stack = shared_file(FORMATS, "relion31.mrcs")  # 5 images
     rc, _, err = _run(capsys, "ingest", f"input={star}", f"stack={stack}", "experiment=e", f"out={tmp_path}")
     _assert_clean_error(rc, err, tmp_path, star,
-                        f"10@relion31.mrcs: image index 10 is past the end of {stack} (5 images)")
+                        f"10@relion31.mrcs: image index 10 is past the end of {stack.resolve()} (5 images)")
 
 
 def test_mismatched_image_size(tmp_path, capsys, shared_data):
@@ -137,7 +137,7 @@ def test_cs_with_absent_stacks(tmp_path, capsys, shared_data):
     cs = shared_file(FORMATS, "cryosparc_P12_J24_001_particles.cs")  # metadata only, no stacks shipped
     first = np.load(cs)["blob/path"][0].decode().lstrip(">")
     rc, _, err = _run(capsys, "ingest", f"input={cs}", "experiment=e", f"out={tmp_path}")
-    _assert_clean_error(rc, err, tmp_path, cs.parent / first, "particle stack not found")
+    _assert_clean_error(rc, err, tmp_path, (cs.parent / first).resolve(), "particle stack not found")
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")

@@ -77,7 +77,9 @@ def simulate_dataset(p: dict[str, Any], out: Path) -> dict[str, Any]:
         from cryofm.data.split import make_split
 
         split = make_split(out, seed=seed, fractions=tuple(p.get("split_fractions", (0.8, 0.1, 0.1))),
-                           group_key="SequenceCluster", heldout=tuple(p.get("split_heldout") or ()),
+                           group_key="SequenceCluster",
+                           heldout=tuple(e for e in p.get("split_heldout") or ()
+                                         if e in {entry["name"] for entry, _, _ in loaded}),
                            )["assignment"]
     info = {"preset": p["preset"], "confound": bool(p.get("confound", True)), "seed": seed,
             "image_size": size, "box": box, "experiments": summary, "split": split}
