@@ -119,6 +119,9 @@ def _probes(rep: Report, out: Path) -> None:
         if section is None and kind in ("text", "table") or section in keep:
             if kind == "heading":
                 payload = (3, payload[1])
+            if kind == "table":  # the per-task details are in the probe's own report
+                cols, rows, caption, ff = payload
+                payload = (cols, rows, caption.replace("below", "in probe/report.html"), ff)
             blocks.append((kind, payload))
     rep.blocks += blocks
     rep.text("Per-task tables: probe/report.html.")
