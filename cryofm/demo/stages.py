@@ -30,14 +30,12 @@ class Stage:
         name: short id (also the marker file's name).
         title: what it does, for the console and the report.
         argv: the command (a list), built when the stage runs (it may read earlier outputs).
-        when: optional predicate; a stage whose predicate is false is skipped and reported so.
         outputs: files or folders the stage writes (deleted before a finished stage runs again).
     """
 
     name: str
     title: str
     argv: Callable[[], Sequence[str]]
-    when: Callable[[], bool] | None = None
     outputs: Sequence[Path] = ()
 
 
@@ -53,11 +51,6 @@ def run_stages(stages: Sequence[Stage], out: Path, redo: Sequence[str] = (), env
     for i, st in enumerate(stages, 1):
         m = marker(out, st.name)
         head = f"[{i}/{len(stages)}] {st.title}"
-        if st.when is not None and not st.when():
-            print(f"{head}: skipped (not applicable)", flush=True)
-            records.append({"name": st.name, "title": st.title, "status": "skipped", "seconds": None,
-                            "command": ""})
-            continue
         if m.is_file() and not ran and st.name not in redo and "all" not in redo:
             rec = json.loads(m.read_text())
             print(f"{head}: done already ({rec['seconds']:.0f} s; redo={st.name} to run again)", flush=True)

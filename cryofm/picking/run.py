@@ -23,6 +23,7 @@ from cryofm.errors import InputError
 from cryofm.features.sliding import micrograph_features
 from cryofm.io.coords import EXTENSION, write_picks
 from cryofm.io.micrograph import list_micrographs, read_micrograph
+from cryofm.models.export import resolve_backbone_file
 from cryofm.picking.dog import dog_score_map
 from cryofm.picking.pca import feature_score_map, kmeans_map, pca_rgb
 from cryofm.picking.picker import pick
@@ -107,10 +108,10 @@ def weights_identity(checkpoint: str | None) -> str:
     the same folder is a different checkpoint for every cache and resume check."""
     if not checkpoint:
         return ""
-    p = Path(checkpoint)
-    f = p / "backbone.safetensors" if p.is_dir() else p
-    if not f.is_file():
-        return str(p)
+    try:
+        f = resolve_backbone_file(checkpoint)
+    except InputError:
+        return str(checkpoint)
     st = f.stat()
     return f"{f.resolve()}:{st.st_size}:{st.st_mtime_ns}"
 

@@ -45,7 +45,7 @@ def _fmt(v: Any, floatfmt: str) -> str:
 @dataclass
 class _Figure:
     name: str
-    png: bytes  # the encoded image (PNG, or JPEG when ext == "jpg")
+    data: bytes  # the encoded image: PNG, or JPEG when ext == "jpg"
     caption: str
     ext: str = "png"
 
@@ -159,7 +159,7 @@ class Report:
             elif kind == "figure":
                 items = []
                 for f in payload:
-                    b64 = base64.b64encode(f.png).decode("ascii")
+                    b64 = base64.b64encode(f.data).decode("ascii")
                     img = f"<img alt='{html.escape(f.name)}' src='data:{f.mime};base64,{b64}'>"
                     items.append(f"<figure>{img}<figcaption>{html.escape(f.caption)}</figcaption></figure>")
                 out.append("<div class='grid'>" + "".join(items) + "</div>" if len(items) > 1 else items[0])
@@ -199,7 +199,7 @@ class Report:
         for kind, payload in self.blocks:
             if kind == "figure":
                 for f in payload:
-                    atomic.write_bytes(out_dir / "figures" / f"{f.name}.{f.ext}", f.png)
+                    atomic.write_bytes(out_dir / "figures" / f"{f.name}.{f.ext}", f.data)
         html_path, md_path = out_dir / f"{stem}.html", out_dir / f"{stem}.md"
         atomic.write_text(html_path, self.to_html())
         atomic.write_text(md_path, self.to_markdown())

@@ -76,11 +76,10 @@ def simulate_dataset(p: dict[str, Any], out: Path) -> dict[str, Any]:
     if p.get("split", True) and len(loaded) >= 2:
         from cryofm.data.split import make_split
 
+        names = {entry["name"] for entry, _, _ in loaded}
+        heldout = tuple(e for e in p.get("split_heldout") or () if e in names)  # absent ones: ignored
         split = make_split(out, seed=seed, fractions=tuple(p.get("split_fractions", (0.8, 0.1, 0.1))),
-                           group_key="SequenceCluster",
-                           heldout=tuple(e for e in p.get("split_heldout") or ()
-                                         if e in {entry["name"] for entry, _, _ in loaded}),
-                           )["assignment"]
+                           group_key="SequenceCluster", heldout=heldout)["assignment"]
     info = {"preset": p["preset"], "confound": bool(p.get("confound", True)), "seed": seed,
             "image_size": size, "box": box, "experiments": summary, "split": split}
     write_json(out / "simulation.json", info)

@@ -65,7 +65,6 @@ def build_branch(model_cfg, ssl_cfg, img_size: int) -> tuple[Branch, dict[str, A
         model_cfg.name, img_size, int(model_cfg.in_chans), float(model_cfg.drop_path_rate), **extra
     )
     d = embed_dim(bb)
-    h = ssl_cfg.dino.head
     heads = []
     for h in (ssl_cfg.dino.head, ssl_cfg.ibot.head):
         heads.append(DINOHead(d, int(h.n_prototypes), int(h.hidden_dim), int(h.bottleneck_dim),
