@@ -52,7 +52,8 @@ def _dataset(rep: Report, out: Path) -> None:
                      "pixel (Å)": a["pixel_size"], "kV": a["voltage"], "dose (e/Å²)": a["dose"],
                      "defocus (Å)": a["defocus_centre"]})
     rows.sort(key=lambda r: ({"train": 0, "val": 1, "heldout": 2}.get(r["split"], 3), r["experiment"]))
-    rep.table(rows, caption="experiments (MW: estimated from the density; defocus: centre of the range)",
+    rep.table(rows, caption="experiments (MW: stated by the preset where known, else from the atomic model "
+                                "or estimated from the density volume; defocus: centre of the range)",
               floatfmt=".4g")
     figs = [(p, stem, cap) for p, stem, cap in (
         (out / "dataset" / "simulation.png", "dataset_simulation", "one projection per experiment"),
