@@ -10,7 +10,8 @@ Stages, each a command a user could type (shown as it runs), each skipped when a
 5. simulate micrographs with known particle positions;
 6. micrograph PCA images (``eval/micrograph_pca.py``);
 7. unsupervised picking with the features and the DoG baseline, scored (``eval/pick.py``);
-8. the same on real CryoPPP micrographs with expert picks, when present (or your own: ``real.micrographs=... real.ground_truth=...``);
+8. the same on real CryoPPP micrographs with expert picks, when present (or your own:
+   ``real.micrographs=... real.ground_truth=...``);
 9. one report: ``<out>/report.html`` and ``<out>/report.md``.
 """
 
