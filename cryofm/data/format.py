@@ -15,6 +15,7 @@ A sample holds ``image.npy`` (a 2D array, float16 per-particle normalised, or ui
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
@@ -45,27 +46,69 @@ def shard_relpath(experiment: str, index: int) -> str:
     return f"{SHARDS_DIR}/{experiment}/{experiment}-{index:06d}.tar"
 
 
-def encode_image(image: np.ndarray, dtype: str = "float16") -> tuple[bytes, float, float]:
-    """Encode a normalised 2D image as ``.npy`` bytes.
+def to_float16(images: np.ndarray) -> np.ndarray:
+    """float32 → float16 (round to nearest even, clipped to ±60000 so nothing becomes Inf).
 
-    Returns (bytes, scale, offset): for uint8, ``value = stored * scale + offset``; for float16 both
-    are NaN (stored values are the values).
+    Uses torch's vectorised cast: the same IEEE rounding as NumPy's ``astype`` and about 20x faster.
     """
-    if image.ndim != 2:
-        raise ValueError(f"expected a 2D image, got shape {image.shape}")
-    scale = offset = float("nan")
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    lo, hi = torch.aminmax(t)  # clamping costs 6x the cast: only when something is out of range
+    if lo < -6.0e4 or hi > 6.0e4:
+        t = t.clamp(-6.0e4, 6.0e4)
+    return t.to(torch.float16).numpy()
+
+
+@functools.lru_cache(maxsize=16)
+def _npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
+    """The ``.npy`` header ``np.save`` writes for an array of this shape and dtype."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+              "shape": shape})
+    return buf.getvalue()
+
+
+def encode_images(images: np.ndarray, dtype: str = "float16") -> list[tuple[bytes, float, float]]:
+    """Encode a batch of normalised images [B, H, W] as ``.npy`` bytes, one per image.
+
+    Returns ``(bytes, scale, offset)`` per image: for uint8, ``value = stored * scale + offset``
+    (per image, from its min and max); for float16 both are NaN (stored values are the values).
+    The bytes equal ``np.save`` of the stored array.
+    """
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise ValueError(f"expected a batch of 2D images [B, H, W], got shape {images.shape}")
+    nan = float("nan")
     if dtype == "float16":
-        arr = np.clip(image, -6.0e4, 6.0e4).astype(np.float16)
+        arr = to_float16(images)
+        scales = offsets = [nan] * len(arr)
     elif dtype == "uint8":
-        lo, hi = float(image.min()), float(image.max())
-        scale = (hi - lo) / 255.0 if hi > lo else 1.0
-        offset = lo
-        arr = np.round((image - lo) / scale).clip(0, 255).astype(np.uint8)
+        x = np.asarray(images, dtype=np.float32)
+        lo = x.min(axis=(1, 2)).astype(np.float64)
+        hi = x.max(axis=(1, 2)).astype(np.float64)
+        sc = np.where(hi > lo, (hi - lo) / 255.0, 1.0)
+        q = (x - lo.astype(np.float32)[:, None, None]) / sc.astype(np.float32)[:, None, None]
+        arr = np.round(q).clip(0, 255).astype(np.uint8)
+        scales, offsets = sc.tolist(), lo.tolist()
     else:
         raise ValueError(f"unknown image dtype {dtype!r} (float16 or uint8)")
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return buf.getvalue(), scale, offset
+    header = _npy_header(tuple(arr.shape[1:]), arr.dtype.str)
+    return [(header + a.tobytes(), s, o) for a, s, o in zip(arr, scales, offsets, strict=True)]
+
+
+def encode_image(image: np.ndarray, dtype: str = "float16") -> tuple[bytes, float, float]:
+    """Encode one normalised 2D image as ``.npy`` bytes (see :func:`encode_images`)."""
+    if image.ndim != 2:
+        raise ValueError(f"expected a 2D image, got shape {image.shape}")
+    return encode_images(image[None], dtype)[0]
+
+
+def pack_sample(uid: str, image_bytes: bytes, json_record: dict[str, Any]) -> dict:
+    """One WebDataset sample dict from encoded image bytes and a JSON-ready record."""
+    body = json.dumps(json_record, allow_nan=False).encode("utf-8")
+    return {"__key__": sample_key(uid), IMAGE_KEY: image_bytes, JSON_KEY: body}
 
 
 def encode_sample(uid: str, image: np.ndarray, record: dict[str, Any], dtype: str = "float16") -> dict:
@@ -75,8 +118,7 @@ def encode_sample(uid: str, image: np.ndarray, record: dict[str, Any], dtype: st
     rec["uid"] = uid
     rec["ImageScale"], rec["ImageOffset"] = scale, offset
     rec["EffectiveImageSize"] = int(image.shape[-1])
-    body = json.dumps(schema.to_json_record(rec), allow_nan=False).encode("utf-8")
-    return {"__key__": sample_key(uid), IMAGE_KEY: data, JSON_KEY: body}
+    return pack_sample(uid, data, schema.to_json_record(rec))
 
 
 def decode_image(data: bytes, record: dict[str, Any]) -> np.ndarray:

@@ -21,10 +21,12 @@ def normalize(images: np.ndarray, mode: str = "whole", bg_radius: float = 0.45,
         eps: floor of the standard deviation (a constant image stays finite).
     """
     x = np.asarray(images, dtype=np.float32)
-    if mode == "whole":
-        mean = x.mean(axis=(-2, -1), keepdims=True)
-        std = x.std(axis=(-2, -1), keepdims=True)
-    elif mode == "background":
+    if mode == "whole":  # two passes over the pixels: the mean, then the centred sum of squares
+        y = x - x.mean(axis=(-2, -1), keepdims=True)
+        std = np.sqrt(np.einsum("...ij,...ij->...", y, y) / (x.shape[-2] * x.shape[-1]))
+        y *= (1.0 / np.maximum(std, eps))[..., None, None]
+        return y
+    if mode == "background":
         h, w = x.shape[-2:]
         yy, xx = np.mgrid[:h, :w]
         r = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2)
@@ -64,12 +66,16 @@ def fourier_resize(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def _crop_even_rfft(x: np.ndarray, size: int) -> np.ndarray:
-    """Fourier crop N -> size (both even, size < N) with real FFTs; equals the complex-crop result."""
+    """Fourier crop N -> size (both even, size < N) with real FFTs; equals the complex-crop result.
+
+    The N² → size² scale is folded into the transforms (``norm="forward"`` scales the forward
+    transform by 1/N² and leaves the inverse unscaled), so no extra pass over the images is made.
+    """
     n, h = x.shape[-1], size // 2
-    f = sfft.rfft2(x)  # [..., n, n//2+1]: rows are frequencies 0..n/2, -n/2+1..-1
+    f = sfft.rfft2(x, norm="forward")  # [..., n, n//2+1]: rows are frequencies 0..n/2, -n/2+1..-1
     z = np.empty(x.shape[:-2] + (size, h + 1), dtype=f.dtype)
-    z[..., :h, :] = f[..., :h, :h + 1]
-    z[..., h:, :] = f[..., n - h:, :h + 1]
+    z[..., :h, :h] = f[..., :h, :h]
+    z[..., h:, :h] = f[..., n - h:, :h]
     # Output column h is the Nyquist: the complex crop holds X[k, -h] there; Re(ifft) symmetrises it
     # with X[k, +h], and X[k, -h] = conj(X[-k, h]).
     col = f[..., :, h]
@@ -79,8 +85,7 @@ def _crop_even_rfft(x: np.ndarray, size: int) -> np.ndarray:
     # Output row h (frequency -h) likewise: average of X[-h, c] and X[h, c]; the corner is real.
     z[..., h, :h] = 0.5 * (f[..., n - h, :h] + f[..., h, :h])
     z[..., h, h] = f[..., h, h].real
-    res = sfft.irfft2(z, s=(size, size))
-    return (res * (size * size) / (n * n)).astype(np.float32)
+    return sfft.irfft2(z, s=(size, size), norm="forward").astype(np.float32, copy=False)
 
 
 def crop_or_pad(image: np.ndarray, size: int) -> np.ndarray:

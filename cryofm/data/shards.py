@@ -88,26 +88,82 @@ class _HashingFile:
         self.fh.flush()
 
 
+_UNAME = "cryofm"
+_MODE = 0o444
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = _MODE
+    info.uname = info.gname = _UNAME
+    return info
+
+
+def _ustar_header(name: str, size: int) -> bytes:
+    """The 512-byte header ``tarfile`` (PAX format) writes for a regular file member of ours.
+
+    Built directly (``TarInfo.tobuf`` costs ~40 µs a member, a quarter of a particle's write time);
+    names that do not fit the 100-byte name field go through ``tarfile`` itself (a PAX extended header
+    holds them). Byte-identical to ``tarfile`` output (tested).
+    """
+    raw = name.encode("utf-8")
+    if len(raw) >= 100 or size >= 8**11:
+        return _tarinfo(name, size).tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+    h = bytearray(512)
+    h[0:len(raw)] = raw
+    h[100:108] = b"%07o\0" % _MODE
+    h[108:116] = h[116:124] = b"0000000\0"  # uid, gid
+    h[124:136] = b"%011o\0" % size
+    h[136:148] = b"00000000000\0"  # mtime 0: shards are byte-reproducible
+    h[148:156] = b" " * 8  # checksum field counts as spaces while summing
+    h[156:157] = tarfile.REGTYPE
+    h[257:265] = tarfile.POSIX_MAGIC
+    h[265:265 + len(_UNAME)] = h[297:297 + len(_UNAME)] = _UNAME.encode()
+    # devmajor, devminor (329:345) stay NUL, as tarfile's PAX format leaves them for regular files
+    h[148:156] = b"%06o\0 " % sum(h)
+    return bytes(h)
+
+
+def tar_members(sample: dict) -> bytes:
+    """One sample as WebDataset tar members ``<__key__>.<ext>`` (header, data, padding), in the
+    sample's field order: the bytes ``tarfile`` writes for them (see :func:`write_tar`)."""
+    key = sample["__key__"]
+    out = []
+    for ext, data in sample.items():
+        if ext.startswith("__"):
+            continue
+        out.append(_ustar_header(f"{key}.{ext}", len(data)))
+        out.append(data)
+        if pad := -len(data) % tarfile.BLOCKSIZE:
+            out.append(bytes(pad))
+    return b"".join(out)
+
+
+def tar_end(size: int) -> bytes:
+    """What ``tarfile`` appends on close to an archive of ``size`` bytes: two zero blocks, then zeros
+    up to a whole record (20 blocks)."""
+    size += 2 * tarfile.BLOCKSIZE
+    return bytes(2 * tarfile.BLOCKSIZE + (-size % tarfile.RECORDSIZE))
+
+
 def _add(tar: tarfile.TarFile, sample: dict) -> None:
     """Append one sample as WebDataset members ``<__key__>.<ext>``, in the sample's field order.
 
-    The layout is ``webdataset.TarWriter``'s; the standard ``tarfile`` module is used so that ingest
-    workers do not import torch, and fixed member metadata (mtime 0) makes shards byte-reproducible.
+    The layout is ``webdataset.TarWriter``'s, written with the standard ``tarfile`` module; fixed
+    member metadata (mtime 0) makes shards byte-reproducible. :class:`ShardWriter` writes the same
+    bytes through :func:`tar_members`.
     """
     key = sample["__key__"]
     for ext, data in sample.items():
         if ext.startswith("__"):
             continue
-        info = tarfile.TarInfo(f"{key}.{ext}")
-        info.size = len(data)
-        info.mode = 0o444
-        info.uname = info.gname = "cryofm"
-        tar.addfile(info, io.BytesIO(data))
+        tar.addfile(_tarinfo(f"{key}.{ext}", len(data)), io.BytesIO(data))
 
 
 def write_tar(path: str | Path, samples: list[dict]) -> None:
-    """Write samples as one WebDataset tar (non-atomic helper for tests and tools)."""
-    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+    """Write samples as one WebDataset tar with ``tarfile`` (non-atomic helper for tests and tools)."""
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
         for sample in samples:
             _add(tar, sample)
 
@@ -123,6 +179,8 @@ class ShardWriter:
         state: progress of an interrupted run (from :func:`load_progress`), or None to start fresh.
     """
 
+    BUFFER = 8 << 20  # bytes of tar members gathered before a write
+
     def __init__(self, root: str | Path, experiment: str, shard_size: int, fingerprint: str,
                  state: dict[str, Any] | None = None):
         if shard_size < 1:
@@ -135,7 +193,8 @@ class ShardWriter:
         self.shards: list[dict[str, Any]] = list(state.get("shards", []))
         self.stats: dict[str, Any] = dict(state.get("stats", {}))
         self.n_done = sum(s["n"] for s in self.shards)
-        self._open: tuple[Path, Any, _HashingFile, tarfile.TarFile] | None = None
+        self._open: tuple[Path, Any, _HashingFile] | None = None
+        self._buf = bytearray()
         self._count = 0
         if not self.shards:
             clear_experiment(self.root, experiment)
@@ -145,21 +204,28 @@ class ShardWriter:
             stale.unlink(missing_ok=True)
 
     def add(self, sample: dict, stats: dict[str, Any]) -> None:
-        """Append one encoded sample to the open shard (streamed to a temporary file, so memory does
-        not depend on the shard size); ``stats`` is the running statistics after it."""
+        """Append one encoded sample to the open shard; ``stats`` is the running statistics after it.
+
+        Members are gathered in a buffer of at most ``BUFFER`` bytes and streamed to a temporary file,
+        so memory does not depend on the shard size.
+        """
         if self._open is None:
             path = self.root / fmt.shard_relpath(self.experiment, len(self.shards))
             fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
-            fh = os.fdopen(fd, "wb")
-            hf = _HashingFile(fh)
             # stays open across add() calls until the shard is full: closed in _close_shard / abort
-            tar = tarfile.open(fileobj=hf, mode="w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
-            self._open = (Path(tmp), fh, hf, tar)
+            fh = os.fdopen(fd, "wb")
+            self._open = (Path(tmp), fh, _HashingFile(fh))
             self._count = 0
-        _add(self._open[3], sample)
+        self._buf += tar_members(sample)
+        if len(self._buf) >= self.BUFFER:
+            self._drain()
         self._count += 1
         if self._count >= self.shard_size:
             self._close_shard(stats)
+
+    def _drain(self) -> None:
+        self._open[2].write(self._buf)
+        self._buf = bytearray()
 
     def finish(self, stats: dict[str, Any]) -> list[dict[str, Any]]:
         """Close the last (partial) shard; return the list of shard records."""
@@ -169,19 +235,21 @@ class ShardWriter:
 
     def abort(self) -> None:
         """Drop the shard being written (its temporary file); finished shards stay for a resume."""
+        self._buf = bytearray()
         if self._open is not None:
-            tmp, fh, _, _ = self._open
+            tmp, fh, _ = self._open
             self._open = None
             fh.close()
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
 
     def _close_shard(self, stats: dict[str, Any]) -> None:
-        tmp, fh, hf, tar = self._open
+        tmp, fh, hf = self._open
         index = len(self.shards)
         rel = fmt.shard_relpath(self.experiment, index)
         try:
-            tar.close()
+            self._drain()
+            hf.write(tar_end(hf.size))
             fh.flush()
             os.fsync(fh.fileno())
             fh.close()
