@@ -79,8 +79,12 @@ FIELDS: tuple[Field, ...] = (
     _f("CtfMaxResolution", "float", "Å", "ctf", doc="resolution to which Thon rings were fitted"),
     # 2D classification
     _f("ClassNumber", "int", "", "class2d", doc="2D (or 3D) class the particle was assigned to, 1-based"),
-    _f("ClassESS", "float", "", "class2d", doc="effective sample size of the class assignment"),
-    _f("ClassECA", "float", "", "class2d", doc="estimated classification accuracy of the assignment"),
+    _f("ClassESS", "float", "", "class2d",
+       doc="effective number of classes the particle's 2D-class posterior is spread over (>= 1; "
+           "cryoSPARC alignments2D/class_ess)"),
+    _f("ClassECA", "float", "", "class2d",
+       doc="effective classes assigned of the particle's 2D class: mean ClassESS over its particles "
+           "(cryoSPARC Select 2D's ECA)"),
     _f("ClassResolution", "float", "Å", "class2d", doc="estimated resolution of the particle's 2D class"),
     _f("AlignmentError2D", "float", "", "class2d", doc="2D alignment error (cryoSPARC alignments2D/error)"),
     # micrograph and picking

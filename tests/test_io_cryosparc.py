@@ -61,6 +61,10 @@ def test_every_real_cs_file(shared_data, name):
     if "alignments2D/class" in names:
         assert (df["ClassNumber"] == cs["alignments2D/class"] + 1).all()  # 1-based like RELION
         np.testing.assert_allclose(df["ClassESS"], cs["alignments2D/class_ess"])
+        for k in np.unique(cs["alignments2D/class"]):  # ECA: mean class ESS over the class's particles
+            mine = cs["alignments2D/class"] == k
+            np.testing.assert_allclose(df["ClassECA"][mine], cs["alignments2D/class_ess"][mine].mean(),
+                                       rtol=1e-6)
         psi = np.rad2deg(cs["alignments2D/pose"].astype(float))
         np.testing.assert_allclose(np.cos(np.deg2rad(df["AnglePsi"] - psi)), 1.0, atol=1e-9)
         want = cs["alignments2D/shift"] * cs["alignments2D/psize_A"][:, None]
@@ -126,3 +130,16 @@ def test_not_a_cs_file(tmp_path):
     p.write_bytes(b"not numpy at all")
     with pytest.raises(InputError, match="not a cryoSPARC .cs file"):
         read_particles(p)
+
+
+def test_class_eca_by_hand():
+    import pandas as pd
+
+    from cryofm.io.particles import class_eca
+
+    classes = pd.Series([1, 1, 2, 2, 2, None, 3], dtype="Int64")
+    ess = pd.Series([1.0, 2.0, 1.0, 1.5, np.nan, 1.2, 3.0])
+    got = class_eca(classes, ess)
+    # class 1: (1 + 2) / 2; class 2: (1 + 1.5) / 2 (the missing ESS is left out and stays missing);
+    # no class: missing
+    np.testing.assert_allclose(got.to_numpy(), [1.5, 1.5, 1.25, 1.25, np.nan, np.nan, 3.0])

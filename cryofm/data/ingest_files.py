@@ -104,6 +104,12 @@ def ingest_file(out: str | Path, job: Job, facts: dict[str, Any], opts: IngestOp
     return write(out, job, df, config, facts, opts, merge=merge)
 
 
+def _warm_up() -> None:
+    """Import what writing needs (torch, SciPy's FFT) in a fresh worker process."""
+    import scipy.fft  # noqa: F401
+    import torch  # noqa: F401
+
+
 def _worker(out: str, job: Job, df: pd.DataFrame, config: dict[str, Any], facts: dict[str, Any],
             opts: IngestOptions) -> tuple[str, dict[str, Any]]:
     return job.experiment, write(out, job, df, config, facts, opts, merge=False)
@@ -125,18 +131,21 @@ def ingest_many(out: str | Path, jobs: list[Job], facts_table: str | Path | None
     if dup:
         raise InputError(None, f"experiment id(s) given twice: {dup}")
     facts = {j.experiment: facts_for(facts_table, j.experiment) for j in jobs}
-    prepared = {j.experiment: prepare(j, facts[j.experiment], opts) for j in jobs}
     done: dict[str, dict[str, Any]] = {}
+    n_proc = max(1, min(workers, len(jobs)))
     if not opts.threads:
-        n_proc = max(1, min(workers, len(jobs)))
         opts = dataclasses.replace(opts, threads=max(1, (os.cpu_count() or 1) // n_proc))
-    if workers <= 1 or len(jobs) == 1:
+    if n_proc == 1:
+        prepared = {j.experiment: prepare(j, facts[j.experiment], opts) for j in jobs}
         for j in jobs:
             df, settings = prepared[j.experiment]
             done[j.experiment] = write(out, j, df, settings, facts[j.experiment], opts, merge=False)
     else:
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx) as pool:
+            for _ in range(n_proc):  # the workers import while the metadata is read and checked here
+                pool.submit(_warm_up)
+            prepared = {j.experiment: prepare(j, facts[j.experiment], opts) for j in jobs}
             futures = [pool.submit(_worker, str(out), j, *prepared[j.experiment], facts[j.experiment], opts)
                        for j in jobs]
             for fut in futures:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -70,25 +71,45 @@ def _runs(stacks: np.ndarray, index: np.ndarray, start: int) -> Iterator[tuple[s
 
 
 def table_items(df: pd.DataFrame, start: int = 0) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
-    """``(float32 image, record)`` for rows ``start..``, reading consecutive images in one go."""
+    """``(float32 image, record)`` for rows ``start..``, reading consecutive images in one go.
+
+    A reader thread reads the next run of images while the caller processes the current one (the
+    read waits on the disk with the GIL released), so a cold-cache ingest keeps the CPU busy.
+    """
     stacks = df["_stack"].to_numpy()
     index = df["_index"].to_numpy()
     open_: OrderedDict[str, Any] = OrderedDict()  # a few stacks stay open: rows may interleave stacks
+
+    def get(stack: str) -> Any:
+        if stack in open_:
+            open_.move_to_end(stack)
+        else:
+            if len(open_) >= OPEN_STACKS:  # no read is in flight when this is called
+                open_.popitem(last=False)[1].close()
+            open_[stack] = open_stack(stack)
+        return open_[stack]
+
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cryofm-read")
+    pending = None
     try:
-        for stack, first, count, row in _runs(stacks, index, start):
-            if stack in open_:
-                open_.move_to_end(stack)
-            else:
-                if len(open_) >= OPEN_STACKS:
-                    open_.popitem(last=False)[1].close()
-                open_[stack] = open_stack(stack)
-            block = open_[stack].read_range(first, first + count)
+        runs = _runs(stacks, index, start)
+        nxt = next(runs, None)
+        if nxt is not None:
+            pending = reader.submit(get(nxt[0]).read_range, nxt[1], nxt[1] + nxt[2])
+        while nxt is not None:
+            stack, _, count, row = nxt
+            block = pending.result()
+            pending = None
+            nxt = next(runs, None)
+            if nxt is not None:
+                pending = reader.submit(get(nxt[0]).read_range, nxt[1], nxt[1] + nxt[2])
             recs = records(df.iloc[row:row + count])  # per run: memory does not grow with the table
             for k in range(count):
                 rec = recs[k]
                 rec["_path"] = stack
                 yield block[k], rec
     finally:
+        reader.shutdown(wait=True, cancel_futures=True)  # an in-flight read ends before the closes
         for s in open_.values():
             s.close()
 

@@ -101,7 +101,24 @@ def finish_table(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
             df["CoordinateY"] = df["CoordinateYFrac"] * shape_y.astype(float)
     if "ImageName" not in df:
         df["ImageName"] = [f"{i + 1}@{Path(s).name}" for i, s in zip(df["_index"], df["_stack"], strict=True)]
+    if "ClassECA" not in df and "ClassESS" in df and "ClassNumber" in df:
+        df["ClassECA"] = class_eca(df["ClassNumber"], df["ClassESS"])
     return df
+
+
+def class_eca(classes: pd.Series, ess: pd.Series) -> pd.Series:
+    """Per particle, the ECA of its 2D class: the mean of ``ClassESS`` over the class's particles.
+
+    cryoSPARC's 2D classification gives every particle ``alignments2D/class_ess``, the effective number
+    of classes its posterior is spread over (1 = assigned to one class with certainty); Select 2D
+    shows per class the ECA ("effective classes assigned"), the mean of that over the class's
+    particles. Computed over the particles in the file (before duplicate removal), so it matches
+    cryoSPARC's value when the file holds whole classes, as a Select 2D output does. Missing where the
+    class or the ESS is missing.
+    """
+    known = classes.notna() & ess.notna()
+    means = ess[known].groupby(classes[known]).mean()
+    return classes.map(means).where(known).astype(np.float64)
 
 
 def records(df: pd.DataFrame) -> list[dict]:
