@@ -11,7 +11,7 @@ each) plus one ``.star`` per experiment, then times, on the same files:
 and prints particles/s of each and their ratio. Peak memory (max RSS of a child process that ingests
 one stack) is measured for two stack lengths to show it does not grow with the stack.
 
-    .venv/bin/python bench/bench_ingest.py                       # 10,000 particles (~3 min here)
+    .venv/bin/python bench/bench_ingest.py                       # 10,000 particles (about a minute here)
     .venv/bin/python bench/bench_ingest.py --n 50000 --workers 2 # the issue's size
 """
 
