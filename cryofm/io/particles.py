@@ -110,11 +110,10 @@ def class_eca(classes: pd.Series, ess: pd.Series) -> pd.Series:
     """Per particle, the ECA of its 2D class: the mean of ``ClassESS`` over the class's particles.
 
     cryoSPARC's 2D classification gives every particle ``alignments2D/class_ess``, the effective number
-    of classes its posterior is spread over (1 = assigned to one class with certainty); Select 2D
-    shows per class the ECA ("effective classes assigned"), the mean of that over the class's
-    particles. Computed over the particles in the file (before duplicate removal), so it matches
-    cryoSPARC's value when the file holds whole classes, as a Select 2D output does. Missing where the
-    class or the ESS is missing.
+    of classes its posterior is spread over (1 = assigned to one class with certainty); the per-class
+    ECA ("effective classes assigned") is the mean of that over the class's particles. Computed over
+    the particles in the file (before duplicate removal), so it is the class's value when the file
+    holds whole classes, as a Select 2D output does. Missing where the class or the ESS is missing.
     """
     known = classes.notna() & ess.notna()
     means = ess[known].groupby(classes[known]).mean()
