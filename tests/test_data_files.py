@@ -153,3 +153,30 @@ def test_rows_interleaving_stacks(tmp_path, monkeypatch):
     assert [name for _, name in got] == [f"{i}@{s}.mrcs" for s, i in order]
     for (img, _), (s, i) in zip(got, order, strict=True):
         np.testing.assert_allclose(img, normalize(raw[s][i - 1]), atol=3e-3)
+
+
+def test_stack_cut_short_while_reading_raises_through_the_reader_thread(tmp_path, monkeypatch):
+    """A stack that loses its tail while it is being streamed: the reader thread's error reaches the
+    consumer as the file-naming InputError (and the items before it were right)."""
+    from cryofm.data import ingest_files, sources
+    from cryofm.errors import InputError
+    from cryofm.io.mrc import write_stack
+
+    monkeypatch.setattr(sources, "RUN", 4)  # reads of 4 images: the cut is met on the third read
+    stack = tmp_path / "s.mrcs"
+    imgs = np.random.default_rng(0).normal(size=(12, 16, 16)).astype(np.float32)
+    write_stack(stack, imgs)
+    star = tmp_path / "p.star"
+    star.write_text("data_particles\n\nloop_\n_rlnImageName #1\n_rlnImagePixelSize #2\n"
+                    + "".join(f"{i}@s.mrcs 2.0\n" for i in range(1, 13)))
+    df, _ = ingest_files.prepare(Job("x", str(star)), {}, IngestOptions(box=16, progress=False))
+    items = sources.table_items(df)
+    first, _ = next(items)  # the stack is open and the second run is being read
+    with open(stack, "r+b") as fh:  # drop the last two images
+        fh.truncate(stack.stat().st_size - 2 * 16 * 16 * 4)
+    got = [first]
+    with pytest.raises(InputError, match="short read: images 9..12 are cut off") as exc:
+        for img, _ in items:
+            got.append(img)
+    assert str(exc.value).startswith(str(stack))
+    np.testing.assert_array_equal(np.stack(got), imgs[:8])
