@@ -62,3 +62,46 @@ def test_torchrun_two_processes_gloo(tmp_path, strategy):
     assert rows[2]["lr"] == pytest.approx(2e-3 * (8 / 1024) ** 0.5 * 2 / 25)
     assert (out / "checkpoints" / "ckpt-00000003.rng1.pt").is_file()
     assert (out / "backbone.safetensors").is_file()
+
+
+def test_stop_signals_save_first_then_hand_the_signal_on(monkeypatch):
+    """In a submitit job USR2 stops the loop after the step (our handler), and forward() then gives it
+    to the handler it displaced (submitit's requeue); SIGTERM's default action is not re-raised."""
+    import signal
+
+    from cryofm.train.distributed import DistInfo, StopSignals
+
+    calls = []
+    old_usr2 = signal.signal(signal.SIGUSR2, lambda s, f: calls.append(s))
+    old_term = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        monkeypatch.setenv("SUBMITIT_EXECUTOR", "local")
+        stop = StopSignals(DistInfo())
+        assert not stop.should_stop()
+        os.kill(os.getpid(), signal.SIGUSR2)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.should_stop() and calls == []  # ours caught both: finish the step, save
+        stop.restore()
+        stop.forward()  # after the save
+        assert calls == [signal.SIGUSR2]  # the displaced Python handler ran once; SIG_DFL did not
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGUSR2, old_usr2)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def test_stop_signals_ignore_usr2_outside_submitit(monkeypatch):
+    import signal
+
+    from cryofm.train.distributed import DistInfo, StopSignals, preemption_signal
+
+    monkeypatch.delenv("SUBMITIT_EXECUTOR", raising=False)
+    assert preemption_signal() is None
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
+    monkeypatch.setenv("SUBMITIT_PREEMPT_SIGNAL", "USR1")
+    assert preemption_signal() == signal.SIGUSR1
+    monkeypatch.delenv("SUBMITIT_EXECUTOR")
+    before = signal.getsignal(signal.SIGUSR2)
+    stop = StopSignals(DistInfo())
+    assert signal.getsignal(signal.SIGUSR2) == before  # not taken over by a plain run
+    stop.restore()

@@ -96,3 +96,22 @@ def test_sigterm_checkpoints_then_resume_matches(reference, tmp_path):
     assert steps[-1] == n and 5 <= n < 16  # a checkpoint at the step where it stopped
     subprocess.run(_cmd(data, run), check=True, env=_env(), cwd=tmp_path, capture_output=True)
     _same_curve(ref, run)
+
+
+@pytest.mark.timeout(420)
+def test_submitit_preemption_saves_at_the_step_requeues_and_matches(reference, tmp_path):
+    """A job of Hydra's submitit launcher gets submitit's preemption signal (USR2) after step 6: it
+    checkpoints at step 6, then submitit's own handler requeues it, and the requeued job resumes there
+    and ends with the uninterrupted run's curve and teacher."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    data, ref = reference
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", *ARGS, f"data={data}", f"out={sweep}",
+           "hydra/launcher=local", "hydra.launcher.timeout_min=10", "train.debug_preempt_at=6"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logs = "".join(p.read_text() for p in sorted(sweep.glob(".submitit/*/*_log.*")))
+    assert "stop requested by a signal: checkpoint saved at step 6" in logs  # not the periodic one (4)
+    assert "Requeued job" in logs  # submitit's handler ran, after the save
+    assert "(step 6)" in logs  # the requeued job resumed from that checkpoint
+    _same_curve(ref, sweep / "0")

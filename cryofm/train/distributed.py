@@ -106,24 +106,40 @@ def wrap_student(student: nn.Module, info: DistInfo, strategy: str = "ddp", bf16
     raise ValueError(f"unknown parallel strategy {strategy!r} (ddp, fsdp or none)")
 
 
+def preemption_signal() -> signal.Signals | None:
+    """The signal submitit sends before a timeout or on preemption (``SUBMITIT_PREEMPT_SIGNAL``,
+    USR2 by default) when this process is a submitit job, else None."""
+    if not os.environ.get("SUBMITIT_EXECUTOR"):
+        return None
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
+
+
 class StopSignals:
-    """SIGTERM / SIGUSR1 (preemption, SLURM's pre-timeout signal) → stop after the current step.
+    """SIGTERM / SIGUSR1 (preemption, SLURM's pre-timeout signal) and, in a submitit job, submitit's
+    preemption signal (USR2) → stop after the current step.
 
     :meth:`should_stop` is collective (all ranks agree, so they all save the same checkpoint); it
-    costs one tiny all-reduce per step under torchrun.
+    costs one tiny all-reduce per step under torchrun. The handlers displaced here are kept: once the
+    checkpoint is on disk, :meth:`forward` gives each received signal to its previous Python handler,
+    so submitit still requeues the job (its handler requeues and exits) — without this, submitit's
+    handler would have run mid-step and the work since the last periodic checkpoint would be lost.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
     def __init__(self, info: DistInfo, enabled: bool = True):
         self.info, self.enabled, self.flag = info, enabled, False
-        self._old = {}
+        self.received: list[int] = []
+        self._old: dict = {}
+        self._displaced: dict = {}
         if enabled:
-            for sig in self.SIGNALS:
+            extra = preemption_signal()
+            for sig in dict.fromkeys((*self.SIGNALS, *((extra,) if extra else ()))):
                 self._old[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
         self.flag = True
+        self.received.append(signum)
 
     def should_stop(self) -> bool:
         if not self.enabled:
@@ -138,4 +154,14 @@ class StopSignals:
         """Put the previous handlers back."""
         for sig, old in self._old.items():
             signal.signal(sig, old)
+        self._displaced.update(self._old)
         self._old = {}
+
+    def forward(self) -> None:
+        """Hand each signal received to the Python handler it displaced (e.g. submitit's
+        checkpoint-and-requeue, which exits); default and ignore dispositions are not re-raised."""
+        self.restore()
+        for sig in dict.fromkeys(self.received):
+            old = self._displaced.get(sig)
+            if callable(old):
+                old(sig, None)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -274,6 +276,8 @@ def train(cfg: DictConfig) -> Path:
             if cfg.train.get("debug_dump"):
                 seen_keys.extend(batch["keys"])
             done = step + 1
+            if cfg.train.get("debug_preempt_at") == done:  # tests: be preempted after this step
+                os.kill(os.getpid(), du.preemption_signal() or signal.SIGUSR1)
             stopping = signals.should_stop()
             if done % int(cfg.train.checkpoint_every) == 0 or done == total or stopping:
                 save(done)
@@ -291,4 +295,5 @@ def train(cfg: DictConfig) -> Path:
         _debug_dump(out, info.rank, seen_keys, arch)
     du.barrier()
     du.cleanup()
+    signals.forward()  # e.g. submitit's requeue (which exits), now that the checkpoint is saved
     return out
