@@ -24,3 +24,15 @@ def shared_file(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"{p} is absent")
     return p
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors on a shared 2-core machine: one intra-op thread is much faster than two.
+    Test modules of small tensor ops use it for every test (``pytestmark``)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -8,14 +8,7 @@ from omegaconf import OmegaConf
 
 from cryofm.data.augment import CropSpec, MultiCropConfig, gaussian_blur, make_crops, multicrop_config
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors on a shared 2-core machine: one intra-op thread is much faster than two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(**kw) -> MultiCropConfig:

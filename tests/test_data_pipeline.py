@@ -19,13 +19,7 @@ from cryofm.train.toydata import make_toy_dataset
 CROPS = MultiCropConfig(CropSpec(2, 32, (0.32, 1.0), [1.0, 0.1]), CropSpec(2, 16, (0.05, 0.32), 0.5))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors on a shared 2-core machine: one intra-op thread is much faster than two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,7 @@ from cryofm.train.optim import layer_id, param_groups
 NAMES = ["vit_small_patch16_dinov3_qkvb", "vit_small_patch16_224"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors on a shared 2-core machine: one intra-op thread is much faster than two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(name: str) -> MaskedBackbone:

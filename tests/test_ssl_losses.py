@@ -12,14 +12,7 @@ from cryofm.ssl.dino_loss import dino_loss
 from cryofm.ssl.ibot_loss import ibot_loss, patch_weights
 from cryofm.ssl.koleo_loss import koleo_loss
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors on a shared 2-core machine: one intra-op thread is much faster than two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _ce(p: list[float], z: list[float], temp: float) -> float:

@@ -12,14 +12,7 @@ from cryofm.ssl.ema import ema_update, paired_params
 from cryofm.ssl.meta_arch import SSLMetaArch
 from cryofm.train.optim import apply_schedule, make_optimizer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors on a shared 2-core machine: one intra-op thread is much faster than two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfgs(centering: str):
