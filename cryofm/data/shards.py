@@ -81,12 +81,6 @@ class _HashingFile:
         self.size += len(data)
         return self.fh.write(data)
 
-    def tell(self) -> int:
-        return self.size
-
-    def flush(self) -> None:
-        self.fh.flush()
-
 
 _UNAME = "cryofm"
 _MODE = 0o444
