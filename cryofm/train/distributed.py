@@ -130,8 +130,8 @@ class StopSignals:
     def __init__(self, info: DistInfo, enabled: bool = True):
         self.info, self.enabled, self.flag = info, enabled, False
         self.received: list[int] = []
-        self._old: dict = {}
-        self._displaced: dict = {}
+        self._old: dict = {}  # signal -> the handler ours displaced
+        self._installed = enabled
         if enabled:
             extra = preemption_signal()
             for sig in dict.fromkeys((*self.SIGNALS, *((extra,) if extra else ()))):
@@ -152,16 +152,16 @@ class StopSignals:
 
     def restore(self) -> None:
         """Put the previous handlers back."""
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._displaced.update(self._old)
-        self._old = {}
+        if self._installed:
+            for sig, old in self._old.items():
+                signal.signal(sig, old)
+            self._installed = False
 
     def forward(self) -> None:
         """Hand each signal received to the Python handler it displaced (e.g. submitit's
         checkpoint-and-requeue, which exits); default and ignore dispositions are not re-raised."""
         self.restore()
         for sig in dict.fromkeys(self.received):
-            old = self._displaced.get(sig)
+            old = self._old.get(sig)
             if callable(old):
                 old(sig, None)
