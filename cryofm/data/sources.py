@@ -90,19 +90,21 @@ def table_items(df: pd.DataFrame, start: int = 0) -> Iterator[tuple[np.ndarray, 
         return open_[stack]
 
     reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cryofm-read")
-    pending = None
+
+    def read(run: tuple[str, int, int, int]) -> Any:
+        stack, first, count, _ = run
+        return reader.submit(get(stack).read_range, first, first + count)
+
     try:
         runs = _runs(stacks, index, start)
         nxt = next(runs, None)
-        if nxt is not None:
-            pending = reader.submit(get(nxt[0]).read_range, nxt[1], nxt[1] + nxt[2])
+        pending = read(nxt) if nxt is not None else None
         while nxt is not None:
             stack, _, count, row = nxt
             block = pending.result()
-            pending = None
             nxt = next(runs, None)
             if nxt is not None:
-                pending = reader.submit(get(nxt[0]).read_range, nxt[1], nxt[1] + nxt[2])
+                pending = read(nxt)
             recs = records(df.iloc[row:row + count])  # per run: memory does not grow with the table
             for k in range(count):
                 rec = recs[k]
