@@ -218,8 +218,9 @@ def inspect(cfg: DictConfig) -> int:
     png = _montage_path(cfg, root)
     s = summary(root)
     print(format_summary(s))
-    for line in s.get("warnings", []):
-        print(f"warning: {line}", file=sys.stderr)
+    if not check:  # verify= names the bad shards itself
+        for line in s.get("warnings", []):
+            print(f"warning: {line}", file=sys.stderr)
     if check:
         bad = verify(root)
         print("checksums: " + ("all shards match" if not bad else f"{len(bad)} bad: {bad[:5]}"))

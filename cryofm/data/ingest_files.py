@@ -150,7 +150,7 @@ def ingest_many(out: str | Path, jobs: list[Job], facts_table: str | Path | None
     names = [j.experiment for j in jobs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise InputError(None, f"experiment id(s) given twice: {dup}")
+        raise InputError("experiment", f"experiment id(s) given twice: {dup}")
     facts = {j.experiment: facts_for(facts_table, j.experiment) for j in jobs}
     done: dict[str, dict[str, Any]] = {}
     n_proc = max(1, min(workers, len(jobs)))
