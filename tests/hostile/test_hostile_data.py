@@ -421,11 +421,15 @@ def test_ingest_table_and_input_together(tmp_path, capsys):
     ("experiment: [1, 2\n", "not valid YAML"), ("- a\n- b\n", "expected a mapping"),
     ("B:\n  EMPIAR: EMPIAR-1\n", "unknown experiment id 'e' (not in the facts table)"),
     ("e:\n  MolecularWeight: heavy\n", "experiment e: field 'MolecularWeight': cannot read 'heavy'"),
-], ids=["facts-yaml-syntax", "facts-yaml-list", "facts-unknown-id", "facts-bad-value"])
+    (b"\xff\xfe\x00\x9c binary", "not valid YAML"),
+], ids=["facts-yaml-syntax", "facts-yaml-list", "facts-unknown-id", "facts-bad-value", "facts-binary"])
 def test_ingest_bad_facts(tmp_path, capsys, text, problem):
     star = _inputs(tmp_path / "in")
     facts = tmp_path / "in" / "facts.yaml"
-    facts.write_text(text)
+    if isinstance(text, bytes):
+        facts.write_bytes(text)
+    else:
+        facts.write_text(text)
     _check(capsys, "ingest", [f"input={star}", "experiment=e", f"facts={facts}", f"out={tmp_path / 'o'}",
                               "progress=false"], facts, problem, tmp_path / "o")
 
