@@ -173,3 +173,14 @@ def test_short_shard_is_counted_against_the_manifest(tmp_path, caplog):
     s3 = _stream(urls, batch_size=5, shuffle_buffer=1)
     b = next(iter(s3))
     assert b["n_corrupt"] == 7 + 12
+
+
+def test_counts_for_streamed_urls(toy):
+    from cryofm.data.pipeline import shard_counts, split_counts_by_url
+
+    template = f"pipe:cat {toy.resolve()}/{{path}}"
+    urls = train_urls(toy, template=template)
+    assert shard_counts(urls) == {}  # a pipe: has no manifest to look in
+    counts = split_counts_by_url(toy, "train", template)
+    assert sorted(counts) == sorted(urls) and set(counts.values()) == {6}
+    assert split_counts_by_url(toy, "train") == shard_counts(train_urls(toy))

@@ -63,6 +63,23 @@ def train_urls(dataset: str | Path, split: str = "train", template: str | None =
     return urls
 
 
+def split_counts_by_url(dataset: str | Path, split: str = "train",
+                        template: str | None = None) -> dict[str, int]:
+    """``{url: samples}`` for the URLs :func:`train_urls` gives (``template`` included), to pass as
+    ``ParticleStream(expected=...)`` when the shards are streamed (``pipe:``, ``http://``) and
+    :func:`shard_counts` cannot find their manifest."""
+    from cryofm.data.dataset import load_manifest, split_experiments
+
+    root = Path(dataset).resolve()
+    keep = set(split_experiments(root, split))
+    out = {}
+    for sh in load_manifest(root)["shards"]:
+        if sh["experiment"] in keep:
+            url = template.format(path=sh["path"]) if template else str(root / sh["path"])
+            out[url] = int(sh["n"])
+    return out
+
+
 def shard_counts(urls: list[str]) -> dict[str, int]:
     """``{url: samples its manifest lists}`` for the local shard paths of cryofm datasets.
 
