@@ -159,3 +159,18 @@ def test_symlink_inside_the_project_is_followed(project, tmp_path):
     (proj / "Extract/job012/Movies").symlink_to(storage)
     df = read_particles(proj / "Refine3D/job020/run_data.star")
     assert Path(df["_stack"].iloc[0]).resolve() == storage / "mic1.mrcs"
+
+
+def test_absolute_names_through_a_linked_project_path(project, tmp_path):
+    """A project reached through a symlink (/home -> /mnt/home): absolute names written with the
+    linked path are inside it."""
+    proj, _, _, _ = project
+    link = tmp_path / "linked"
+    link.symlink_to(proj)
+    star = _star(link / "Select" / "job031" / "abs.star",
+                 [f"1@{link}/Extract/job012/Movies/mic1.mrcs", f"2@{link}/Extract/job012/Movies/mic2.mrcs"])
+    df = read_particles(star)
+    assert df["_stack"].tolist() == [f"{link}/Extract/job012/Movies/mic1.mrcs",
+                                     f"{link}/Extract/job012/Movies/mic2.mrcs"]
+    with pytest.raises(InputError, match="leads outside"):
+        read_particles(_star(link / "Select" / "job032" / "out.star", [f"1@{tmp_path}/x.mrcs"]))

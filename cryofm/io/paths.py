@@ -65,6 +65,17 @@ def _norm(path: Path) -> Path:
     return Path(os.path.normpath(path))
 
 
+def _unresolved(project: Path, meta: Path) -> Path:
+    """The project dir as reached from the metadata path typed (without resolving symlinks)."""
+    typed = _norm(meta.absolute().parent)
+    resolved = _norm(meta.resolve().parent)
+    try:
+        up = len(resolved.relative_to(project).parts)
+    except ValueError:
+        return project
+    return typed.parents[up - 1] if up else typed
+
+
 class StackResolver:
     """Resolve stack names of one metadata file (see the module doc).
 
@@ -86,6 +97,12 @@ class StackResolver:
                 named.append((folder, why))
         self.root, self.root_why = named[0]
         self.folders = [f for f, _ in named if _inside(f, self.root)]
+        # the containment root also as typed (symlinks not resolved): an absolute name written through
+        # a linked path (/home -> /mnt/home) is still inside
+        typed = (_norm(Path(root).absolute()) if root else
+                 (_unresolved(self.project, self.meta) if self.project is not None
+                  else _norm(self.meta.absolute().parent)))
+        self._roots = {self.root, typed}
         self.notes: list[str] = []  # substitutions made (a same-named stack used for a missing one)
         self._cache: dict[str, str] = {}
 
@@ -110,7 +127,7 @@ class StackResolver:
             raise self._refuse(row, image_name, f"{name!r} is not an MRC stack name "
                                                 f"({', '.join(STACK_SUFFIXES)}); not opened")
         written = [_norm(p)] if p.is_absolute() else [_norm(f / p) for f in self.folders]
-        inside = [c for c in written if _inside(c, self.root)]
+        inside = [c for c in written if any(_inside(c, r) for r in self._roots)]
         if not inside:
             raise self._refuse(row, image_name, f"stack path {name!r} leads outside {self.root} "
                                                 f"({self.root_why}); not opened (pass root=<folder "
