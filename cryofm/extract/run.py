@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -195,7 +196,9 @@ def _settings(opts: ExtractOptions, invert: bool) -> dict[str, Any]:
 
 
 def _binned(m: Micrograph, opts: ExtractOptions, workers: int) -> np.ndarray:
-    img = read_micrograph(m.path)
+    with warnings.catch_warnings():  # a short MRC data block: mrcfile warns, then the reader raises
+        warnings.simplefilter("ignore", RuntimeWarning)
+        img = read_micrograph(m.path)
     return fourier_bin(img, opts.bin, workers=workers)
 
 
