@@ -20,6 +20,8 @@ micrograph pixels and becomes ``round(diameter / 2 / bin)``.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -37,34 +39,59 @@ def default_radius(n: int) -> int:
     return int(round(0.375 * n))
 
 
-def normalise(boxes: np.ndarray, radius: float, ramp: bool = True) -> np.ndarray:
+@functools.lru_cache(maxsize=8)
+def _plan(n: int, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Flat indices of the background pixels, their logical column j and row i, and the
+    least-squares projector [3, n_bg] onto (A, B, C) of the plane ``A·j + B·i + C`` (one per box
+    size and radius: computed once)."""
+    bg = background_mask(n, radius)
+    i, j = np.nonzero(bg)
+    i, j = (i - n // 2).astype(np.float32), (j - n // 2).astype(np.float32)
+    design = np.stack([j, i, np.ones_like(i)], axis=1).astype(np.float64)
+    return np.flatnonzero(bg), j, i, np.linalg.pinv(design).astype(np.float32)
+
+
+def normalise(boxes: np.ndarray, radius: float, ramp: bool = True, inplace: bool = False) -> np.ndarray:
     """RELION background normalisation of a stack [N, n, n] (or one box [n, n]); float32 out.
 
     Args:
         boxes: square boxes.
         radius: background radius in box pixels (see the module docstring).
         ramp: subtract the least-squares plane of the background first.
+        inplace: overwrite ``boxes`` (a float32, C-contiguous array) instead of copying it.
+
+    Float32 throughout (the plane fit a BLAS product, the mean and std NumPy's pairwise sums):
+    within 1e-5 of a float64 computation at a fraction of its time. A box whose background std is
+    below 1e-6 of its background's magnitude (RELION: 1e-10 in double precision) is not divided.
     """
-    x = np.asarray(boxes, dtype=np.float64)
+    x = np.asarray(boxes, dtype=np.float32)
+    if not (inplace and x is boxes and x.flags.c_contiguous):
+        x = np.array(x, dtype=np.float32, order="C", copy=True)
     single = x.ndim == 2
     if single:
         x = x[None]
     n = x.shape[-1]
     if x.shape[-2] != n:
         raise ValueError(f"expected square boxes, got {x.shape[-2:]}")
-    bg = background_mask(n, radius)
-    i, j = np.nonzero(bg)
-    vals = x[:, i, j]  # [N, n_bg]
+    idx, bj, bi, proj = _plan(n, float(radius))
+    vals = x.reshape(len(x), n * n)[:, idx]  # [N, n_bg] (a copy)
+    size = np.abs(vals).max(axis=1)
     if ramp:
-        design = np.stack([j - n // 2, i - n // 2, np.ones_like(i)], axis=1).astype(np.float64)
-        coef = vals @ np.linalg.pinv(design).T  # [N, 3]: A (per column), B (per row), C
-        grid = np.arange(n, dtype=np.float64) - n // 2
-        x = x - (coef[:, 0, None, None] * grid[None, None, :] + coef[:, 1, None, None] * grid[None, :, None]
-                 + coef[:, 2, None, None])
-        vals = x[:, i, j]
+        coef = vals @ proj.T  # [N, 3]: A (per column), B (per row), C
+        vals -= coef[:, 0, None] * bj[None, :]
+        vals -= coef[:, 1, None] * bi[None, :]
+        vals -= coef[:, 2, None]
+    else:
+        coef = np.zeros((len(x), 3), np.float32)
     mean = vals.mean(axis=1)
     std = vals.std(axis=1)
-    ok = std >= 1e-10
-    out = np.where(ok[:, None, None], (x - mean[:, None, None]) / np.where(ok, std, 1.0)[:, None, None], x)
-    out = out.astype(np.float32)
-    return out[0] if single else out
+    ok = (std > 1e-6 * size) & (std >= 1e-10)
+    scale = np.where(ok, 1.0 / np.where(ok, std, 1.0), 1.0).astype(np.float32)
+    shift = (coef[:, 2] + np.where(ok, mean, 0.0)).astype(np.float32)
+    grid = np.arange(n, dtype=np.float32) - n // 2
+    # x := (x - A·j - B·i - C - mean) / std, in four passes over the pixels
+    x -= (coef[:, 0, None] * grid[None, :])[:, None, :]
+    x -= (coef[:, 1, None] * grid[None, :])[:, :, None]
+    x -= shift[:, None, None]
+    x *= scale[:, None, None]
+    return x[0] if single else x

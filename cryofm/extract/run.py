@@ -240,8 +240,10 @@ def _process(m: Micrograph, picks: Picks, job: Job, opts: ExtractOptions, invert
         for s in range(0, len(centres), CHUNK):
             b = cut(img, centres[s:s + CHUNK], n)
             if opts.norm:
-                b = normalise(b, opts.bg_radius, ramp=opts.ramp)
-            parts.append(-b if invert else b)
+                b = normalise(b, opts.bg_radius, ramp=opts.ramp, inplace=True)
+            if invert:
+                np.negative(b, out=b)
+            parts.append(b)
         return np.concatenate(parts) if parts else np.zeros((0, n, n), np.float32)
 
     def rows_for(xy: np.ndarray, scores: np.ndarray | None, stack: str) -> list[dict[str, Any]]:

@@ -66,10 +66,17 @@ def cut(image: np.ndarray, centres: np.ndarray, n: int) -> np.ndarray:
     pixel inside (RELION's fill)."""
     centres = np.asarray(centres, dtype=np.int64).reshape(-1, 2)
     h, w = image.shape
+    out = np.empty((len(centres), n, n), dtype=np.float32)
     off = np.arange(n) - n // 2
-    rows = np.clip(centres[:, 1, None] + off[None, :], 0, h - 1)  # [K, n]
-    cols = np.clip(centres[:, 0, None] + off[None, :], 0, w - 1)
-    return image[rows[:, :, None], cols[:, None, :]].astype(np.float32, copy=False)
+    for k, (cx, cy) in enumerate(centres):
+        x0, y0 = cx - n // 2, cy - n // 2
+        if x0 >= 0 and y0 >= 0 and x0 + n <= w and y0 + n <= h:
+            out[k] = image[y0:y0 + n, x0:x0 + n]  # a plain copy: most boxes
+        else:
+            rows = np.clip(cy + off, 0, h - 1)
+            cols = np.clip(cx + off, 0, w - 1)
+            out[k] = image[rows[:, None], cols[None, :]]
+    return out
 
 
 def background_windows(xy: np.ndarray, shape: tuple[int, int], n: int, factor: int, diameter: float,
