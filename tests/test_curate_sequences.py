@@ -69,3 +69,23 @@ def test_bad_tables_name_the_problem(tmp_path):
     with pytest.raises(InputError, match="model file not found") as exc:
         chains_of(read_table(p), tmp_path)
     assert exc.value.path == str(tmp_path / "missing.cif")
+
+
+def test_a_model_and_an_inline_homologue_join_one_cluster(tmp_path):
+    import numpy as np
+
+    from cryofm.curate.run import curate
+    from tests.curate_synth import random_sequence, variant
+
+    pdb = shared_file("emd1997_groel", "1oel.pdb")
+    groel = read_model(pdb)[0][1]
+    rng = np.random.default_rng(5)
+    pd.DataFrame([{"experiment": "EMD-1997", "model": str(pdb), "sequence": ""},
+                  {"experiment": "groel-homologue", "model": "", "sequence": variant(groel, 0.55, rng)},
+                  {"experiment": "other", "model": "", "sequence": random_sequence(rng, 500)}]
+                 ).to_csv(tmp_path / "t.csv", index=False)
+    info = curate(tmp_path / "t.csv", tmp_path / "out", method="pairwise", progress=False)
+    f = pd.read_csv(tmp_path / "out" / "facts.csv").set_index("experiment")
+    assert info["n_chains"] == 3  # the 7 chains of 1OEL are one entity
+    assert f.at["EMD-1997", "SequenceCluster"] == f.at["groel-homologue", "SequenceCluster"] != \
+        f.at["other", "SequenceCluster"]
