@@ -95,6 +95,7 @@ def test_extract_then_ingest_gives_exactly_the_particles(picks, capsys, tmp_path
     # each stack: float32 (MRC mode 2), voxel size = pixel size, background normalised per box
     st = mrcfile.open(tmp_path / "ext" / "Particles" / f"{next(iter(xy))}.mrcs", permissive=True)
     assert st.header.mode == 2 and st.voxel_size.x == pytest.approx(APIX) and st.is_image_stack()
+    assert st.header.dmax == st.data.max() and st.header.rms == pytest.approx(st.data.std(), rel=1e-5)
     i = np.arange(BOX) - BOX // 2
     bg = i[:, None] ** 2 + i[None, :] ** 2 > 30 ** 2
     assert np.allclose(st.data[:, bg].mean(1), 0, atol=1e-4)
