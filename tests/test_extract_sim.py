@@ -63,6 +63,8 @@ def test_extracted_particles_are_the_known_projections(sim, tmp_path, capsys):
                    "edge=pad", "progress=false", f"root={tmp}"])
     out = capsys.readouterr().out
     assert rc == 0 and "auto: particles dark in the micrographs" in out
+    text = (tmp_path / "ext" / "particles.star").read_text()
+    assert text.count("# version 30001\n\ndata_") == 2  # RELION 3.1's block version marks
     star = starfile.read(tmp_path / "ext" / "particles.star")
     parts, optics = star["particles"], star["optics"]
     assert optics["rlnImagePixelSize"].tolist() == [APIX] and optics["rlnImageSize"].tolist() == [box]

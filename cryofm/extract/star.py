@@ -1,5 +1,7 @@
 """The ``particles.star`` of an extraction, in RELION 3.1+ layout (what RELION's Extract writes).
 
+Each block is preceded by ``# version 30001``, as in RELION's own files.
+
 ``data_optics``: ``rlnOpticsGroup``, ``rlnOpticsGroupName``, ``rlnMicrographOriginalPixelSize``,
 ``rlnVoltage`` (kV), ``rlnSphericalAberration`` (mm), ``rlnAmplitudeContrast``, ``rlnImagePixelSize``
 (Å/px after binning), ``rlnImageSize`` (px), ``rlnImageDimensionality`` (2); an acquisition value
@@ -51,4 +53,7 @@ def write_particles_star(path: str | Path, optics: pd.DataFrame, particles: pd.D
     path = Path(path)
     with atomic_path(path) as tmp:
         starfile.write({"optics": optics, "particles": particles}, tmp, float_format="%.6f")
+        # RELION >= 3.1 marks each block with its format version, as its own Extract does
+        text = tmp.read_text()
+        tmp.write_text(text.replace("\ndata_", "\n# version 30001\n\ndata_"))
     return path
