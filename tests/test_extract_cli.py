@@ -105,3 +105,29 @@ def test_resume_redoes_only_what_changed(data, capsys):
     (out / "Particles" / ".tmp-m0.mrcs.x").write_bytes(b"partial")
     rc, o, _ = _run(capsys, *_args(data, out, "diameter=20", "overwrite=true"))
     assert rc == 0 and "3 reused" in o
+
+
+def test_ctf_from_a_cryosparc_exposures_file_reaches_each_particle(data, capsys):
+    import starfile
+
+    dt = [("micrograph_blob/path", "S64"), ("ctf/df1_A", "f4"), ("ctf/df2_A", "f4"),
+          ("ctf/df_angle_rad", "f4"), ("ctf/accel_kv", "f4"), ("ctf/cs_mm", "f4"), ("ctf/amp_contrast", "f4")]
+    cs = np.zeros(3, dtype=dt)
+    cs["micrograph_blob/path"] = [f"J2/motioncorrected/0{k}_m{k}_patch_aligned_doseweighted.mrc".encode()
+                                  for k in range(3)]
+    cs["ctf/df1_A"] = [11000, 12000, 13000]
+    cs["ctf/df2_A"] = [10500, 11500, 12500]
+    cs["ctf/df_angle_rad"] = np.pi / 6
+    cs["ctf/accel_kv"], cs["ctf/cs_mm"], cs["ctf/amp_contrast"] = 200, 2.7, 0.07
+    with open(data / "exposures.cs", "wb") as fh:
+        np.save(fh, cs)
+    rc, _, err = _run(capsys, *_args(data, data / "out", f"ctf={data / 'exposures.cs'}"))
+    assert rc == 0, err
+    star = starfile.read(data / "out" / "particles.star")
+    p, o = star["particles"], star["optics"]
+    for k in range(3):
+        mine = p[p["rlnMicrographName"].str.endswith(f"m{k}.mrc")]
+        assert len(mine) and (mine["rlnDefocusU"] == 11000 + 1000 * k).all()
+        assert np.allclose(mine["rlnDefocusAngle"], 30.0)
+    assert o["rlnVoltage"].tolist() == [200.0] and o["rlnAmplitudeContrast"].tolist() == [pytest.approx(0.07)]
+    assert o["rlnImagePixelSize"].tolist() == [pytest.approx(1.2)]  # the MRC header's, not the .cs's (absent)
