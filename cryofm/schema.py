@@ -129,6 +129,8 @@ FIELDS: tuple[Field, ...] = (
     _f("SampleName", "str", "", "sample", "experiment", doc="free-text sample name"),
     _f("SequenceCluster", "str", "", "sample", "experiment",
        doc="group key for splits (e.g. sequence cluster): no group is on two sides"),
+    _f("Selected", "bool", "", "sample", "experiment",
+       doc="kept as one of its SequenceCluster's representatives by `cryofm curate`"),
 )
 
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
