@@ -8,7 +8,7 @@ from 1.3 s to 14–18 s (11×). ``train.threads=auto`` takes instead
     CPUs this process may use  (``SLURM_CPUS_PER_TASK`` when SLURM set it, else the affinity mask)
     ÷ processes on this node  (``LOCAL_WORLD_SIZE`` under torchrun)
     − its data-loader workers  (each runs one thread)
-    − the cores other processes keep busy  (the 1-minute load average, less this process's own share)
+    − the cores other processes keep busy  (runnable tasks now, from /proc/stat, less this process)
 
 and at least 1. ``bench/bench_threads.py`` measures the step time under a synthetic load with it.
 """
@@ -31,14 +31,34 @@ def available_cpus(environ: dict[str, str] | None = None) -> int:
         return os.cpu_count() or 1
 
 
-def busy_elsewhere(cpus: int, load: float | None = None) -> int:
-    """Cores other processes keep busy: the 1-minute load average, rounded down, at most ``cpus - 1``
-    (``load`` overrides the measured value; 0 when the platform has no load average)."""
-    if load is None:
+def runnable_elsewhere(samples: int = 5, interval_s: float = 0.02) -> float:
+    """Tasks other than this one that are runnable right now: the median of ``samples`` readings of
+    ``procs_running`` in ``/proc/stat`` (minus this process), which follows a load as it starts — the
+    1-minute load average lags it by a minute. Falls back to ``os.getloadavg()`` off Linux."""
+    import statistics
+    import time
+
+    vals = []
+    for i in range(samples):
         try:
-            load = os.getloadavg()[0]
-        except (AttributeError, OSError):
-            return 0
+            with open("/proc/stat") as fh:
+                line = next(x for x in fh if x.startswith("procs_running"))
+            vals.append(int(line.split()[1]) - 1)
+        except (OSError, StopIteration, ValueError):
+            try:
+                return float(os.getloadavg()[0])
+            except (AttributeError, OSError):
+                return 0.0
+        if i + 1 < samples:
+            time.sleep(interval_s)
+    return float(statistics.median(vals))
+
+
+def busy_elsewhere(cpus: int, load: float | None = None) -> int:
+    """Cores other processes keep busy, at most ``cpus - 1``: ``load`` (runnable tasks elsewhere)
+    rounded down, measured by :func:`runnable_elsewhere` when not given."""
+    if load is None:
+        load = runnable_elsewhere()
     return max(0, min(cpus - 1, int(load)))
 
 
