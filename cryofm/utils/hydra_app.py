@@ -21,6 +21,27 @@ from typing import Any
 from cryofm.utils.errors import OutputGuard, debug_requested, exit_status, guarded
 
 _MULTIRUN = ("-m", "--multirun")
+# Hydra's flags that take the next argument as their value (``--cfg job``, ``-cn train``, ...)
+_VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                "--config-dir", "-cd", "--experimental-rerun")
+_INFO_VALUES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+
+
+def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Hydra's own flags (with their values) and the overrides of a command line."""
+    flags, overrides = [], []
+    it = iter(range(len(argv)))
+    for i in it:
+        a = argv[i]
+        if not a.startswith("-"):
+            overrides.append(a)
+            continue
+        flags.append(a)
+        takes = a in _VALUE_FLAGS or (a == "--info" and i + 1 < len(argv) and argv[i + 1] in _INFO_VALUES)
+        if takes and i + 1 < len(argv):
+            flags.append(argv[i + 1])
+            next(it, None)
+    return flags, overrides
 
 
 class _Stdout(logging.StreamHandler):
@@ -99,8 +120,7 @@ def run(prog: str, config_dir: str | Path, config_name: str, task: Callable[[Any
         hydra_main: the app's ``@hydra.main`` function, for ``-m`` and Hydra's own flags.
     """
     argv, debug = debug_requested(list(sys.argv[1:] if argv is None else argv))
-    flags = [a for a in argv if a.startswith("-")]
-    overrides = [a for a in argv if not a.startswith("-")]
+    flags, overrides = split_argv(argv)
     multirun = any(a in _MULTIRUN for a in flags)
 
     def body() -> Any:
