@@ -14,7 +14,6 @@ report with the overlays.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -27,16 +26,14 @@ from tqdm.auto import tqdm
 from cryofm.errors import InputError
 from cryofm.features.sliding import micrograph_features
 from cryofm.io.coords import EXTENSION, write_picks
-from cryofm.io.micrograph import list_micrographs, read_micrograph
+from cryofm.io.micrograph import read_micrograph
 from cryofm.io.relion_coords import write_relion_coordinates
 from cryofm.models.export import resolve_backbone_file
 from cryofm.picking.dog import dog_score_map
 from cryofm.picking.pca import feature_score_map, kmeans_map, pca_rgb
 from cryofm.picking.picker import pick
+from cryofm.picking.validate import FORMATS, PICKERS, check_common  # noqa: F401  (re-exported)
 from cryofm.utils import atomic
-
-PICKERS = ("features", "dog")
-FORMATS = ("star", "box", "csv", "topaz", "cbox", "relion")  # relion: RELION's coordinate list + tree
 
 
 def resolve_device(name: str) -> torch.device:
@@ -53,23 +50,6 @@ def load_model(checkpoint: str | None, device: str = "auto") -> tuple[Any, dict]
     from cryofm.models.export import load_backbone
 
     return load_backbone(checkpoint, device=resolve_device(device))
-
-
-def check_common(cfg: DictConfig) -> tuple[list[Path], float, Path]:
-    """Micrograph list, diameter (px) and output folder, validated (InputError on bad values)."""
-    if OmegaConf.is_missing(cfg, "micrographs") or cfg.get("micrographs") in (None, ""):
-        raise InputError("micrographs", "a value is required: micrographs=<dir, glob or file>")
-    mics = list_micrographs(cfg.micrographs)
-    d = cfg.get("diameter") if not OmegaConf.is_missing(cfg, "diameter") else None
-    if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d):
-        raise InputError("diameter", f"must be a number of micrograph px (got {d!r})")
-    d = float(d)
-    if not d > 2:
-        raise InputError("diameter", f"{d:g} px is too small (particle diameter in micrograph px)")
-    stems = [m.stem for m in mics]
-    if len(set(stems)) != len(stems):
-        raise InputError(cfg.micrographs, "two micrographs share a file stem (outputs are named by stem)")
-    return mics, d, Path(str(cfg.out))
 
 
 def feature_kwargs(cfg: DictConfig, meta: dict) -> dict[str, Any]:

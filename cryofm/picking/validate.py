@@ -4,15 +4,20 @@ the output folder. Each failure is an :class:`~cryofm.errors.InputError` naming 
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
 from cryofm.errors import InputError
+from cryofm.io.micrograph import list_micrographs
 from cryofm.utils import checks as c
 
 WEIGHTS, META = "backbone.safetensors", "backbone.json"
+PICKERS = ("features", "dog")
+FORMATS = ("star", "box", "csv", "topaz", "cbox", "relion")  # relion: RELION's coordinate list + tree
 CONTRASTS = ("dark", "bright")
 DEVICES = ("auto", "cpu", "cuda")
 PATHS = ("fast", "dense")
@@ -34,6 +39,23 @@ def check_checkpoint(cfg: Any, required: bool) -> None:
         raise InputError(weights.parent, f"{META} missing beside {weights.name}")
 
 
+def check_common(cfg: Any) -> tuple[list[Path], float, Path]:
+    """Micrograph list, diameter (px) and output folder, validated (InputError on bad values)."""
+    if OmegaConf.is_missing(cfg, "micrographs") or cfg.get("micrographs") in (None, ""):
+        raise InputError("micrographs", "a value is required: micrographs=<dir, glob or file>")
+    mics = list_micrographs(cfg.micrographs)
+    d = cfg.get("diameter") if not OmegaConf.is_missing(cfg, "diameter") else None
+    if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d):
+        raise InputError("diameter", f"must be a number of micrograph px (got {d!r})")
+    d = float(d)
+    if not d > 2:
+        raise InputError("diameter", f"{d:g} px is too small (particle diameter in micrograph px)")
+    stems = [m.stem for m in mics]
+    if len(set(stems)) != len(stems):
+        raise InputError(cfg.micrographs, "two micrographs share a file stem (outputs are named by stem)")
+    return mics, d, Path(str(cfg.out))
+
+
 def _features(cfg: Any) -> None:
     c.choice(cfg, "features.path", PATHS)
     c.number(cfg, "features.box_factor", 0, lo_open=True)
@@ -44,8 +66,6 @@ def _features(cfg: Any) -> None:
 
 
 def _common(cfg: Any) -> None:
-    from cryofm.picking.run import check_common
-
     c.required(cfg, "micrographs")
     c.required(cfg, "diameter")
     c.choice(cfg, "contrast", CONTRASTS)
@@ -61,8 +81,6 @@ def _common(cfg: Any) -> None:
 
 def check_pick(cfg: Any, choices: dict[str, str] | None = None) -> None:
     """Every option of ``configs/pick.yaml``."""
-    from cryofm.picking.run import FORMATS, PICKERS
-
     picker = c.choice(cfg, "picker", PICKERS)
     _common(cfg)
     check_checkpoint(cfg, required=picker == "features")
@@ -74,7 +92,10 @@ def check_pick(cfg: Any, choices: dict[str, str] | None = None) -> None:
     if not isinstance(formats, list) or any(f not in FORMATS for f in formats):
         raise InputError("formats", f"must be a list of {', '.join(FORMATS)} (got {formats!r})")
     c.number(cfg, "coord_scale", 0, lo_open=True)
-    c.text(cfg, "relion.suffix", none_ok=False)
+    suffix = c.text(cfg, "relion.suffix", none_ok=False)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", suffix):
+        raise InputError("relion.suffix", f"must be a plain file-name suffix such as autopick "
+                                          f"(got {suffix!r})")
     if c.value(cfg, "relion.project_dir", None) is not None:
         c.existing_dir(cfg, "relion.project_dir", "RELION project folder")
     for key in ("report",):

@@ -9,8 +9,6 @@ from typing import Any
 import numpy as np
 
 from cryofm.errors import InputError
-from cryofm.simulate import dataset as ds
-from cryofm.simulate.micrograph import MicrographSpec, write_micrographs
 from cryofm.simulate.presets import resolve
 from cryofm.utils import checks as c
 from cryofm.utils.atomic import atomic_path, write_json
@@ -66,6 +64,8 @@ def simulate(cfg: Any) -> int:
 
 
 def _load_all(p: dict[str, Any], entries: list[dict[str, Any]]) -> list[tuple[dict, Any, dict]]:
+    from cryofm.simulate import dataset as ds  # torch: imported after the option checks
+
     shared = Path(p["shared_data"])
     return [(e, *ds.load_experiment(e, shared, int(p["volume_box"]))) for e in entries]
 
@@ -73,6 +73,7 @@ def _load_all(p: dict[str, Any], entries: list[dict[str, Any]]) -> list[tuple[di
 def simulate_dataset(p: dict[str, Any], out: Path) -> dict[str, Any]:
     """Simulate every experiment of the resolved preset ``p`` into the dataset folder ``out``."""
     from cryofm.data.ingest import ingest_arrays
+    from cryofm.simulate import dataset as ds
 
     loaded = _load_all(p, p["experiments"])  # every density first: bad input fails before writing
     seed = int(p["seed"])
@@ -118,6 +119,8 @@ def simulate_dataset(p: dict[str, Any], out: Path) -> dict[str, Any]:
 
 def simulate_micrographs(p: dict[str, Any], out: Path) -> dict[str, Any]:
     """Micrographs of the preset's ``micrographs.experiments`` densities into ``out``."""
+    from cryofm.simulate.micrograph import MicrographSpec, write_micrographs
+
     m = p["micrographs"]
     wanted = [e for e in p["experiments"] if e["name"] in (m.get("experiments") or [])]
     loaded = _load_all(p, wanted or p["experiments"][:1])

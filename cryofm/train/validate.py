@@ -130,7 +130,8 @@ def _model(cfg: Any) -> None:
 
     name = c.text(cfg, "model.name", none_ok=False)
     if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=4, cutoff=0.6)
+        family = timm.list_models(f"{name.split('_')[0][:3]}*") or timm.list_models()  # difflib is O(n)
+        close = difflib.get_close_matches(name, family, n=4, cutoff=0.6)
         hint = f" (closest: {', '.join(close)})" if close else ""
         raise InputError("model.name", f"unknown timm model {name!r}{hint}")
     in_chans = c.integer(cfg, "model.in_chans", 1)

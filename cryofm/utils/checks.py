@@ -169,8 +169,9 @@ def existing_file(cfg: Any, key: str, what: str = "file", suffixes: Sequence[str
 def writable_output(cfg: Any, key: str = "out", file: bool = False) -> Path:
     """An output folder (or file) that can be created or written.
 
-    Checked by creating and deleting a probe file in the nearest folder that exists, so that a
-    read-only file system, a missing permission or an ACL fail here, for root too, before any work.
+    Checked with ``os.access`` and, for root (whom ``access`` always allows), by creating and
+    deleting a probe file in the nearest folder that exists, so that a read-only file system, a
+    missing permission or an ACL fail here, before any work.
     """
     p = Path(str(required(cfg, key))).expanduser()
     if p.exists() and (p.is_dir() if file else not p.is_dir()):
@@ -182,11 +183,14 @@ def writable_output(cfg: Any, key: str = "out", file: bool = False) -> Path:
         anc = anc.parent
     if not anc.is_dir():
         raise InputError(p, f"cannot be created: {anc} is not a folder ({key}=)")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".cryofm-write-test-", dir=anc)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        where = "is not writable" if anc == p else f"cannot be created: {anc} is not writable"
-        raise InputError(p, f"{where} ({exc.strerror or exc}; {key}=)") from None
+    where = "is not writable" if anc == p else f"cannot be created: {anc} is not writable"
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise InputError(p, f"{where} (Permission denied; {key}=)")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".cryofm-write-test-", dir=anc)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise InputError(p, f"{where} ({exc.strerror or exc}; {key}=)") from None
     return p
