@@ -55,7 +55,9 @@ def load_model(checkpoint: str | None, device: str = "auto") -> tuple[Any, dict]
 def feature_kwargs(cfg: DictConfig, meta: dict) -> dict[str, Any]:
     """Keyword arguments of :func:`micrograph_features` from the ``features`` config group."""
     f = cfg.features
-    invert = str(cfg.contrast) != str(meta.get("particle_contrast", cfg.model_contrast))
+    # backbone.json's particle_contrast wins ("bright"; "protein_bright" is read as the same)
+    seen = str(meta.get("particle_contrast", cfg.model_contrast)).removeprefix("protein_")
+    invert = str(cfg.contrast) != seen
     return {"path": str(f.path), "box_factor": float(f.box_factor), "stride": f.stride,
             "shifts": int(f.shifts), "batch_size": int(f.batch_size),
             "tile": None if f.tile is None else int(f.tile), "invert": invert,
