@@ -120,7 +120,7 @@ def _cached(path: Path, d: float, cfg: DictConfig, model, meta, cache_dir: Path)
     f = cache_dir / f"{path.stem}.npz"
     key = cache_key(path, d, cfg)
     if f.is_file() and cfg.get("resume", True):
-        with np.load(f) as z:
+        with np.load(f, allow_pickle=False) as z:  # a cache file runs no code
             res = dict(z)
         if str(res.get("key", "")) == key and (model is None or "features_xy" in res):
             return res
