@@ -127,6 +127,17 @@ def test_relion5_layout_file_by_file(project, tmp_path, monkeypatch):
     np.testing.assert_allclose(back["mic2"][0], XY[:1] + 5, atol=1e-3)
 
 
+def test_outside_a_relion_project_the_files_lie_flat(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    mic = tmp_path / "data" / "day1" / "a.mrc"
+    mic.parent.mkdir(parents=True)
+    listing = write_relion_coordinates(tmp_path / "out", {mic: (XY, SCORES)})
+    table = starfile.read(listing, always_dict=True)["coordinate_files"]
+    assert table.to_dict("list") == {"rlnMicrographName": ["data/day1/a.mrc"],
+                                     "rlnMicrographCoordinates": ["out/a_autopick.star"]}
+    np.testing.assert_allclose(read_coordinate_list(listing)["a"][0], XY, atol=1e-3)
+
+
 def test_absolute_micrographs_outside_the_project_keep_only_their_name(tmp_path):
     mic = tmp_path / "elsewhere" / "a.mrc"
     assert coordinate_file(tmp_path / "out", str(mic), "manualpick") == tmp_path / "out" / "a_manualpick.star"

@@ -9,7 +9,8 @@ micrograph with its file; Extract's "Input coordinates" takes that list (``--coo
 ``Movies/<mic>`` mirrors the micrograph's name after its RELION job folder, as RELION's autopicker
 names its outputs (``AutoPicker::getOutputRootName`` → ``decomposePipelineFileName``):
 ``MotionCorr/job002/Movies/mic1.mrc`` → ``<out>/Movies/mic1_autopick.star``; a name outside a job
-folder (``Micrographs/mic1.mrc``) is mirrored whole. Names in the list are relative to the RELION
+folder (``Micrographs/mic1.mrc``) is mirrored whole; outside a RELION project the files lie flat in
+``<out>``. Names in the list are relative to the RELION
 project dir (the folder of ``default_pipeline.star``, where RELION runs) when the files lie under
 it, absolute otherwise; ``rlnMicrographName`` must be spelt as in the project's
 ``micrographs_ctf.star``, so pick from the project dir with the micrographs named as RELION names them.
@@ -67,11 +68,12 @@ def project_name(path: str | Path, project: Path) -> str:
         return a.as_posix()
 
 
-def coordinate_file(out_dir: str | Path, micrograph_name: str, suffix: str = "autopick") -> Path:
+def coordinate_file(out_dir: str | Path, micrograph_name: str, suffix: str = "autopick",
+                    mirror: bool = True) -> Path:
     """``<out>/<post without extension>_<suffix>.star`` for a micrograph RELION names ``micrograph_name``
-    (an absolute name outside the project keeps only its file name)."""
+    (``mirror=False``, or an absolute name outside the project: the file name only)."""
     post = relion_post(micrograph_name)
-    if Path(post).is_absolute():
+    if Path(post).is_absolute() or not mirror:
         post = Path(post).name
     stem = Path(post).with_suffix("")
     return Path(out_dir) / f"{stem.as_posix()}_{suffix}.star"
@@ -89,21 +91,23 @@ def write_relion_coordinates(out_dir: str | Path,
         suffix: coordinate-file suffix (RELION's autopick writes ``autopick``, manual picking
             ``manualpick``).
         project_dir: the RELION project dir; default: found above the first micrograph
-            (``default_pipeline.star``), else the current folder.
+            (``default_pipeline.star``). Without a project (none given or found) names are relative
+            to the current folder and the coordinate files lie flat in ``out_dir``
+            (``<out>/<mic>_<suffix>.star``): there is no RELION job tree to mirror.
     """
     out_dir = Path(out_dir)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(suffix)):
         raise InputError("relion.suffix", f"must be a plain file-name suffix such as autopick "
                                           f"(got {suffix!r})")
     mics = [Path(m) for m in picks]
-    if project_dir is not None:
-        project = Path(project_dir)
-    else:
-        project = (find_project_dir(mics[0].parent) if mics else None) or Path.cwd()
+    found = Path(project_dir) if project_dir is not None else None
+    if found is None and mics:
+        found = find_project_dir(mics[0].parent)
+    project = found or Path.cwd()
     rows, seen = [], {}
     for mic, (xy, scores) in zip(mics, picks.values(), strict=True):
         name = project_name(mic, project)
-        f = coordinate_file(out_dir, name, suffix)
+        f = coordinate_file(out_dir, name, suffix, mirror=found is not None)
         if f in seen:
             raise InputError(mic, f"two micrographs map to the same coordinate file {f} ({seen[f]})")
         seen[f] = mic
