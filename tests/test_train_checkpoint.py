@@ -71,6 +71,22 @@ def test_rng_state_round_trips_through_weights_only_load(tmp_path):
     assert isinstance(raw["python"]["state"], list) and torch.is_tensor(raw["numpy"]["keys"])
 
 
+def test_rng_file_of_an_older_cryofm_still_restores(tmp_path):
+    """RNG files written before the states became tensors (NumPy's array, Python's tuple) load with
+    only NumPy's array reconstruction allowed."""
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+               tmp_path / "ckpt-00000005.rng0.pt")
+    want = (random.random(), float(np.random.random()), float(torch.rand(1)))
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    assert ck.load_rng(tmp_path, 5, 0)
+    assert (random.random(), float(np.random.random()), float(torch.rand(1))) == want
+
+
 @pytest.mark.parametrize("name", ["ckpt-00000099.pt", "ckpt-00000004.rng0.pt"])
 def test_planted_pickle_is_refused_and_runs_no_code(tmp_path, name):
     marker = tmp_path / "pwned"

@@ -72,11 +72,17 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(st: dict[str, Any]) -> None:
-    """Restore :func:`rng_state`."""
+    """Restore :func:`rng_state` (also the tuples older cryofm versions stored)."""
     py, nps = st["python"], st["numpy"]
-    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
-    np.random.set_state((nps["bit_generator"], nps["keys"].numpy().astype(np.uint32), nps["pos"],
-                         nps["has_gauss"], nps["cached_gaussian"]))
+    if isinstance(py, dict):
+        random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    else:
+        random.setstate(tuple(py))
+    if isinstance(nps, dict):
+        np.random.set_state((nps["bit_generator"], nps["keys"].numpy().astype(np.uint32), nps["pos"],
+                             nps["has_gauss"], nps["cached_gaussian"]))
+    else:
+        np.random.set_state(tuple(nps))
     torch.set_rng_state(st["torch"])
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
@@ -86,16 +92,29 @@ class CorruptCheckpointError(Exception):
     """A checkpoint file that cannot be read back (truncated or damaged), as opposed to a refused one."""
 
 
-def safe_load(path: str | Path) -> Any:
-    """``torch.load(path, weights_only=True)`` on CPU.
+def _numpy_array_globals() -> list:
+    """What unpickling a NumPy array needs (and nothing that can run code): RNG files written by
+    cryofm before the states became tensors hold NumPy's key array."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # NumPy 1.x
+        from numpy.core.multiarray import _reconstruct
+    # a file pickled under NumPy 1.x names the function numpy.core.multiarray._reconstruct
+    return [_reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype,
+            type(np.dtype(np.uint32))]
+
+
+def safe_load(path: str | Path, numpy_arrays: bool = False) -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU (``numpy_arrays``: NumPy arrays allowed too).
 
     Raises InputError when the file asks to run code or build objects other than tensors and plain
     values (a tampered or foreign file: refused, never executed), CorruptCheckpointError when it cannot
     be read at all.
     """
+    allowed = _numpy_array_globals() if numpy_arrays else []
     try:
-        with warnings.catch_warnings():  # a foreign pickle's protocol warning: the refusal says it all
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        with warnings.catch_warnings(), torch.serialization.safe_globals(allowed):
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # the refusal says it all
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "Weights only load failed" in str(exc) or "Unsupported" in str(exc):
@@ -120,7 +139,7 @@ def load_rng(ckpt_dir: Path, step: int, rank: int) -> bool:
     if not p.is_file():
         return False
     try:
-        set_rng_state(safe_load(p))
+        set_rng_state(safe_load(p, numpy_arrays=True))
     except CorruptCheckpointError as exc:
         log.warning("unreadable RNG state %s (%s): reseeding instead", p.name, exc)
         return False
