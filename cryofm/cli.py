@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("cryofm.simulate.commands:simulate", "simulated particles / micrographs with ground truth"),
     "maplabels": ("cryofm.maps.commands:maplabels", "map + atomic model -> voxel label maps"),
     "summarize": ("cryofm.report.sweep:command", "summary table of a Hydra sweep's runs"),
+    "extract": ("cryofm.extract.command:command", "particles cut from micrographs at picks (RELION Extract)"),
+    "curate": ("cryofm.curate.command:command", "sequence clusters (MMseqs2), representatives per cluster"),
 }
 
 # command -> config keys naming what it writes (removed, or emptied of new entries, when it fails)

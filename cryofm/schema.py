@@ -101,6 +101,9 @@ FIELDS: tuple[Field, ...] = (
     _f("ElectronDose", "float", "e⁻/Å²", "acquisition", acquisition=True, doc="total exposure"),
     _f("SphericalAberration", "float", "mm", "acquisition", acquisition=True, doc="Cs"),
     _f("AmplitudeContrast", "float", "", "acquisition", acquisition=True, doc="amplitude contrast fraction"),
+    _f("OpticsGroup", "int", "", "acquisition",
+       doc="optics / exposure group within the experiment (RELION rlnOpticsGroup, cryoSPARC "
+           "ctf/exp_group_id)"),
     _f("ImageSize", "int", "px", "acquisition", doc="original particle box edge"),
     _f("ImagePixelSize", "float", "Å/px", "acquisition", acquisition=True,
        doc="original pixel size of the particle image"),
@@ -109,7 +112,8 @@ FIELDS: tuple[Field, ...] = (
        doc="pixel size after resizing: ImagePixelSize * ImageSize / EffectiveImageSize"),
     _f("ImageScale", "float", "", "image", doc="multiply stored uint8 values by this (NaN for float16)"),
     _f("ImageOffset", "float", "", "image", doc="add this after scaling stored uint8 values"),
-    _f("ImageInverted", "bool", "", "image", doc="True where contrast was inverted at ingest"),
+    _f("ImageInverted", "bool", "", "image",
+       doc="True where the stored pixels are the negation of the file's (invert=, cryoSPARC blob/sign -1)"),
     # resolution
     _f("ReconstructionResolution", "float", "Å", "resolution", "experiment",
        doc="resolution of the reconstruction these particles gave"),
@@ -125,6 +129,8 @@ FIELDS: tuple[Field, ...] = (
     _f("SampleName", "str", "", "sample", "experiment", doc="free-text sample name"),
     _f("SequenceCluster", "str", "", "sample", "experiment",
        doc="group key for splits (e.g. sequence cluster): no group is on two sides"),
+    _f("Selected", "bool", "", "sample", "experiment",
+       doc="kept as one of its SequenceCluster's representatives by `cryofm curate`"),
 )
 
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}

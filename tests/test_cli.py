@@ -84,7 +84,7 @@ def test_cfg_and_missing_args(capsys):
     assert rc == 0 and "experiment: E1" in o and "box: 224" in o
     rc, _, err = _run(capsys, "ingest", "out=/x")
     assert rc == 2
-    assert err.strip() == "cryofm ingest: error: input=<file.star|file.cs> (or table=<csv>) is required"
+    assert err.strip() == "cryofm ingest: error: input: required (input=<file.star|file.cs>, or table=<csv>)"
 
 
 def _copy(tmp_path, *names):
@@ -135,9 +135,12 @@ def test_cs_without_images(tmp_path, capsys):
 
 def test_cs_with_absent_stacks(tmp_path, capsys, shared_data):
     cs = shared_file(FORMATS, "cryosparc_P12_J24_001_particles.cs")  # metadata only, no stacks shipped
-    first = np.load(cs)["blob/path"][0].decode().lstrip(">")
+    rows = np.load(cs)
+    first = rows["blob/path"][0].decode().lstrip(">")
     rc, _, err = _run(capsys, "ingest", f"input={cs}", "experiment=e", f"out={tmp_path}")
-    _assert_clean_error(rc, err, tmp_path, (cs.parent / first).resolve(), "particle stack not found")
+    # the metadata file and the row's image are named, and the folders searched (no project dir here)
+    name = f"{rows['blob/idx'][0] + 1}@{first}"
+    _assert_clean_error(rc, err, tmp_path, cs, f"{name}: particle stack not found (searched: {cs.parent})")
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -173,7 +176,8 @@ def test_bad_second_experiment_writes_nothing(tmp_path, capsys, shared_data):
     star.write_text("data_particles\n\nloop_\n_rlnImageName #1\n1@missing.mrcs\n")
     rc, _, err = _run(capsys, "ingest", f"input=[{shared_file(FORMATS, 'relion31.star')},{star}]",
                       "experiment=[a,b]", f"out={tmp_path / 'ds'}")
-    _assert_clean_error(rc, err, tmp_path / "ds", tmp_path / "missing.mrcs", "particle stack not found")
+    _assert_clean_error(rc, err, tmp_path / "ds", star,
+                        f"1@missing.mrcs: particle stack not found (searched: {tmp_path})")
 
 
 def _nan_experiment(tmp_path):

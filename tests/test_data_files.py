@@ -61,12 +61,29 @@ def test_trpv1_stack_override_with_facts_no_resize(tmp_path, shared_data):
 
 
 def test_cs_ingest_matches_star_ingest(tmp_path, shared_data):
+    """The same stack through its .cs (blob/sign -1: stored protein-dark) and its .star (RELION: taken
+    as stored): the .cs particles are the negated STAR particles, flagged ImageInverted, and an
+    experiment-level invert=true on the STAR side gives the .cs side's pixels exactly."""
+    cs = np.load(shared_file(FORMATS, "empiar_10076_7.cs"))
+    assert set(cs["blob/sign"]) == {-1.0}
     a = ingest_file(tmp_path / "a", Job("e", str(shared_file(FORMATS, "empiar_10076_7.cs"))), {}, OPTS)
     b = ingest_file(tmp_path / "b", Job("e", str(shared_file(FORMATS, "empiar_10076_7.star"))), {}, OPTS)
-    assert a["n"] == b["n"] == 7
-    ia = [img for img, _ in dataset.iter_samples(tmp_path / "a")]
-    ib = [img for img, _ in dataset.iter_samples(tmp_path / "b")]
-    np.testing.assert_array_equal(np.stack(ia), np.stack(ib))
+    c = ingest_file(tmp_path / "c", Job("e", str(shared_file(FORMATS, "empiar_10076_7.star")),
+                                        invert=True), {}, OPTS)
+    assert a["n"] == b["n"] == c["n"] == 7
+    sa, sb, sc = (list(dataset.iter_samples(tmp_path / k)) for k in "abc")
+    ia, ib, ic = (np.stack([img for img, _ in s]) for s in (sa, sb, sc))
+    np.testing.assert_array_equal(ia, -ib)
+    np.testing.assert_array_equal(ia, ic)
+    assert [r["ImageInverted"] for _, r in sa] == [True] * 7
+    assert [r["ImageInverted"] for _, r in sb] == [False] * 7
+    assert [r["ImageInverted"] for _, r in sc] == [True] * 7
+    # the cryoSPARC side with invert=true is flipped twice: the file's own pixels, not inverted
+    d = ingest_file(tmp_path / "d", Job("e", str(shared_file(FORMATS, "empiar_10076_7.cs")), invert=True),
+                    {}, OPTS)
+    sd = list(dataset.iter_samples(tmp_path / "d"))
+    assert d["n"] == 7 and [r["ImageInverted"] for _, r in sd] == [False] * 7
+    np.testing.assert_array_equal(np.stack([img for img, _ in sd]), ib)
 
 
 def test_real_file_resume_after_crash(tmp_path, shared_data, monkeypatch):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import logging
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,3 +130,57 @@ def test_corrupt_samples_skipped_and_counted(toy, tmp_path):
     with pytest.raises(InputError):
         train_urls(tmp_path)
     assert np.isfinite(b["global_crops"].numpy()).all()
+
+
+def _break_member_header(path, sample: int) -> None:
+    """Overwrite the tar header of sample ``sample``'s first member (``tarfile`` then stops there
+    without an error: it takes the bad header for the end of the archive)."""
+    with tarfile.open(path) as tar:
+        offsets = [m.offset for m in tar]
+    data = bytearray(path.read_bytes())
+    o = offsets[2 * sample]  # two members (image.npy, json) per sample
+    data[o:o + 512] = b"\x13" * 512
+    path.write_bytes(bytes(data))
+
+
+def test_short_shard_is_counted_against_the_manifest(tmp_path, caplog):
+    from cryofm.data import ingest
+    from cryofm.data.dataset import split_urls
+
+    rng = np.random.default_rng(0)
+    items = [(rng.normal(size=(32, 32)).astype(np.float32), {}) for _ in range(24)]
+    ingest.ingest_arrays(tmp_path, "e", items, box=32, shard_size=12, progress=False)
+    urls = split_urls(tmp_path, "all")
+    assert len(urls) == 2
+    _break_member_header(Path(urls[0]), 5)  # shard 0 now reads as 5 samples of 12
+    s = _stream(urls, batch_size=4, shuffle_buffer=1)
+    assert s.expected == {urls[0]: 12, urls[1]: 12}
+    with caplog.at_level(logging.WARNING, logger="cryofm.data.pipeline"):
+        keys = _keys(s, 7)  # 28 samples: one pass (17 readable) and part of the next
+    distinct = set(keys)
+    assert len(distinct) == 17
+    assert s.n_corrupt >= 7 and s.n_short >= 1
+    assert f"{urls[0]}: shard gave 5 of the 12 samples its manifest lists" in caplog.text
+    # counted once per pass: after two full passes 14 samples are missing
+    s2 = _stream(urls, batch_size=17, shuffle_buffer=1)
+    it = iter(s2)
+    first, second = next(it), next(it)
+    assert (first["n_corrupt"], second["n_corrupt"]) == (7, 14)
+    with pytest.raises(InputError, match="shard gave 5 of the 12 samples"):
+        next(iter(_stream(urls, batch_size=17, shuffle_buffer=1, strict=True)))
+    # a missing shard: every sample it should hold is counted
+    Path(urls[1]).unlink()
+    s3 = _stream(urls, batch_size=5, shuffle_buffer=1)
+    b = next(iter(s3))
+    assert b["n_corrupt"] == 7 + 12
+
+
+def test_counts_for_streamed_urls(toy):
+    from cryofm.data.pipeline import shard_counts, split_counts_by_url
+
+    template = f"pipe:cat {toy.resolve()}/{{path}}"
+    urls = train_urls(toy, template=template)
+    assert shard_counts(urls) == {}  # a pipe: has no manifest to look in
+    counts = split_counts_by_url(toy, "train", template)
+    assert sorted(counts) == sorted(urls) and set(counts.values()) == {6}
+    assert split_counts_by_url(toy, "train") == shard_counts(train_urls(toy))

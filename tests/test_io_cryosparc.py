@@ -143,3 +143,98 @@ def test_class_eca_by_hand():
     # class 1: (1 + 2) / 2; class 2: (1 + 1.5) / 2 (the missing ESS is left out and stays missing);
     # no class: missing
     np.testing.assert_allclose(got.to_numpy(), [1.5, 1.5, 1.25, 1.25, np.nan, np.nan, 3.0])
+
+
+def _split_fields(cs: np.ndarray, keep) -> dict:
+    return {k: cs[k] for k in cs.dtype.names if keep(k)}
+
+
+def test_real_cs_split_into_particles_and_passthrough_reads_the_same(tmp_path, shared_data):
+    """The real J24 refinement output split as cryoSPARC writes it: the job's own fields (blob,
+    alignments3D) in J24_001_particles.cs, the passed-through CTF in J24_passthrough_particles.cs in
+    another row order; joined on uid they give the table of the unsplit file."""
+    src = shared_file(FORMATS, "cryosparc_P12_J24_001_particles.cs")
+    cs = np.load(src)
+    job = tmp_path / "P12" / "J24"
+    job.mkdir(parents=True)
+    (tmp_path / "P12" / "project.json").write_text("{}")
+    _write_cs(job / "J24_001_particles.cs", _split_fields(cs, lambda k: not k.startswith("ctf/")))
+    perm = np.random.default_rng(0).permutation(len(cs))
+    passed = _split_fields(cs, lambda k: k == "uid" or k.startswith("ctf/"))
+    _write_cs(job / "J24_passthrough_particles.cs", {k: v[perm] for k, v in passed.items()})
+    whole = read_particles(src)
+    joined = read_particles(job / "J24_001_particles.cs")
+    assert joined.attrs["passthrough"] == str(job / "J24_passthrough_particles.cs")
+    for col in ("DefocusU", "DefocusV", "DefocusAngle", "Voltage", "SphericalAberration", "OpticsGroup",
+                "AngleRot", "AngleTilt", "AnglePsi", "ImageName", "ImagePixelSize", "_index", "_sign"):
+        np.testing.assert_array_equal(joined[col].to_numpy(), whole[col].to_numpy(), err_msg=col)
+    np.testing.assert_array_equal(joined["OpticsGroup"], cs["ctf/exp_group_id"])
+    # blob paths are project-relative (J19/extract/...): resolved under the project dir P12
+    assert joined["_stack"].iloc[0] == str(tmp_path / "P12" / cs["blob/path"][0].decode())
+    # without its passthrough the particles file has no CTF
+    (job / "J24_passthrough_particles.cs").unlink()
+    assert "DefocusU" not in read_particles(job / "J24_001_particles.cs")
+
+
+def test_passthrough_of_other_particles_is_refused(tmp_path):
+    job = tmp_path / "J7"
+    job.mkdir()
+    _write_cs(job / "J7_particles_selected.cs", {
+        "uid": np.array([11, 12, 13], dtype=np.uint64), "blob/path": np.array([b"J5/s.mrc"] * 3),
+        "blob/idx": np.arange(3, dtype=np.uint32)})
+    _write_cs(job / "J7_passthrough_particles_selected.cs", {
+        "uid": np.array([11, 99, 13], dtype=np.uint64), "ctf/df1_A": np.ones(3, np.float32)})
+    with pytest.raises(InputError) as exc:
+        read_particles(job / "J7_particles_selected.cs")
+    assert str(exc.value) == (f"{job / 'J7_passthrough_particles_selected.cs'}: 1 of 3 particles of "
+                              "J7_particles_selected.cs (by uid) are not in this passthrough file: not its "
+                              "passthrough")
+
+
+def test_passthrough_names():
+    from cryofm.io.cryosparc import _PARTICLES
+
+    for stem, job, group in (("J24_001_particles", "J24", "particles"),
+                             ("P12_J24_001_particles", "P12_J24", "particles"),
+                             ("J30_particles_selected", "J30", "particles_selected"),
+                             ("extracted_particles", None, None)):
+        m = _PARTICLES.match(stem)
+        assert (m["job"], m["group"]) == (job, group) if job else m is None
+
+
+def test_passthrough_ingest_applies_blob_sign_per_particle(tmp_path):
+    """Generated cryoSPARC job: CTF and exposure groups only in the passthrough; blob/sign -1 on some
+    particles: those are stored negated (protein-bright) and flagged, the others as they are."""
+    from cryofm.data import dataset
+    from cryofm.data.ingest_files import IngestOptions, Job, ingest_file
+    from cryofm.data.normalize import normalize
+    from cryofm.io.mrc import write_stack
+
+    proj = tmp_path / "P3"
+    (proj / "J5" / "extract").mkdir(parents=True)
+    (proj / "J9").mkdir()
+    (proj / "project.json").write_text("{}")
+    imgs = np.random.default_rng(1).normal(size=(4, 16, 16)).astype(np.float32)
+    write_stack(proj / "J5" / "extract" / "m1_particles.mrc", imgs)
+    uid = np.array([501, 502, 503, 504], dtype=np.uint64)
+    sign = np.array([-1, -1, 1, -1], dtype=np.float32)
+    _write_cs(proj / "J9" / "J9_002_particles.cs", {
+        "uid": uid, "blob/path": np.array([b"J5/extract/m1_particles.mrc"] * 4),
+        "blob/idx": np.arange(4, dtype=np.uint32), "blob/shape": np.full((4, 2), 16, np.uint32),
+        "blob/psize_A": np.full(4, 1.5, np.float32), "blob/sign": sign})
+    order = [2, 0, 3, 1]
+    _write_cs(proj / "J9" / "J9_passthrough_particles.cs", {
+        "uid": uid[order], "ctf/df1_A": np.array([1e4, 2e4, 3e4, 4e4], np.float32)[order],
+        "ctf/exp_group_id": np.array([1, 1, 2, 2], np.uint32)[order]})
+    man = ingest_file(tmp_path / "ds", Job("cs", str(proj / "J9" / "J9_002_particles.cs")), {},
+                      IngestOptions(box=16, progress=False))
+    assert man["n"] == 4
+    assert man["settings"]["passthrough"] == str(proj / "J9" / "J9_passthrough_particles.cs")
+    got = list(dataset.iter_samples(tmp_path / "ds"))
+    assert [r["DefocusU"] for _, r in got] == [1e4, 2e4, 3e4, 4e4]
+    assert [r["OpticsGroup"] for _, r in got] == [1, 1, 2, 2]
+    assert [r["ImageInverted"] for _, r in got] == [True, True, False, True]
+    for (img, _), raw, sg in zip(got, imgs, sign, strict=True):
+        np.testing.assert_allclose(img, normalize(sg * raw), atol=3e-3)
+    # the passthrough is an input: its content is part of the fingerprint
+    assert str(proj / "J9" / "J9_passthrough_particles.cs") in man["inputs"]

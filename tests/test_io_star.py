@@ -46,7 +46,8 @@ def _expected_pixel_size(parts, optics) -> np.ndarray:
 def test_every_real_star_file(shared_data, folder, name):
     path = shared_file(folder, name)
     parts, optics = _independent(path)
-    df = read_particles(path)
+    # sta_testing.star names ../tilts/...: outside its folder, so only read with root= above it
+    df = read_particles(path, root=path.parents[1] if name == "sta_testing.star" else None)
     assert len(df) == len(parts)
     np.testing.assert_allclose(df["ImagePixelSize"], _expected_pixel_size(parts, optics), rtol=1e-9)
     for col in ("DefocusU", "DefocusV", "DefocusAngle", "AngleRot", "AngleTilt", "AnglePsi",
@@ -145,3 +146,15 @@ def test_zero_means_missing_where_zero_is_impossible(shared_data):
     df = read_particles(path)
     assert df["CtfMaxResolution"].isna().all()
     assert (df["PhaseShift"] == 0).all()  # a real zero stays zero
+
+
+def test_stack_path_leaving_the_folder_is_refused_unopened(shared_data):
+    path = shared_file(FORMATS, "sta_testing.star")
+    with pytest.raises(InputError) as exc:
+        read_particles(path)
+    msg = str(exc.value)
+    assert msg.startswith(f"{path}: row 1 (000001@../tilts/particleseries/")
+    assert f"leads outside {path.parent} (the metadata file's folder)" in msg and "root=" in msg
+    df = read_particles(path, root=path.parents[1])
+    assert Path(df["_stack"].iloc[0]) == path.parents[1] / "tilts" / "particleseries" / \
+        "ay19102021_L3_position6_ribo_it09_bin1_1.82A.mrcs"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cryofm.train.runlog import read_metrics
+from cryofm.report.runlog import read_metrics
 from cryofm.train.toydata import make_toy_dataset
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,10 +13,10 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from cryofm.models.export import load_backbone
+from cryofm.report.curves import plot_curves
+from cryofm.report.runlog import read_metrics
 from cryofm.train.checkpoint import list_checkpoints, load_checkpoint
-from cryofm.train.curves import plot_curves
 from cryofm.train.loop import train
-from cryofm.train.runlog import read_metrics
 from cryofm.train.toydata import make_toy_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +59,10 @@ def test_tiny_run_logs_checkpoints_and_exports(toy, tmp_path):
             "train.max_steps=4",
             "train.checkpoint_every=2",
             "train.keep_last=1",
+            # the reference's schedules (tiny itself keeps them at their first-iteration values)
+            "optim.base_lr=2e-3", "optim.lr_scaling=sqrt", "optim.weight_decay_end=0.4",
+            "ssl.teacher.temp=0.07", "ssl.teacher.temp_warmup_epochs=1",
+            "ssl.teacher.momentum=0.992", "ssl.teacher.momentum_end=1.0",
         ]
     )
     train(cfg)
@@ -90,6 +94,7 @@ def test_tiny_run_logs_checkpoints_and_exports(toy, tmp_path):
     assert meta == meta_file and meta["step"] == 4 and meta["image_size"] == 32
     assert meta["effective_pixel_size"] == 2.0 and abs(meta["pixel_mean"]) < 0.05
     assert model(torch.randn(1, 1, 32, 32)).shape[-1] == 48
+    assert meta["model_name"] == "convstem_vit" and "patch_embed.backbone.0.conv.weight" in weights
     # the curves picture: written with the checkpoint, its lines are the logged values
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     fig = plot_curves(out, tmp_path / "c.png")

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cryofm.report.runlog import read_metrics
 from cryofm.train.checkpoint import list_checkpoints
-from cryofm.train.runlog import read_metrics
 from cryofm.train.toydata import make_toy_dataset
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import tarfile
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -26,9 +26,30 @@ def load_manifest(dataset: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(path, "no manifest: not a cryofm dataset (run `cryofm ingest` first)")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc.msg})") from None
+        obj = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"not valid JSON ({getattr(exc, 'msg', None) or exc.reason})") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("experiments"), dict) \
+            or not isinstance(obj.get("shards"), list):
+        raise InputError(path, "not a cryofm manifest (no experiments / shards)")
+    for sh in obj["shards"]:
+        check_shard_path(sh.get("path") if isinstance(sh, dict) else None, path)
+    return obj
+
+
+def check_shard_path(rel: Any, manifest: str | Path) -> str:
+    """A shard path from a manifest: relative, inside the dataset (no ``..``, not absolute).
+
+    A manifest is data, so a hostile or hand-edited one must not make cryofm read (or hash, or
+    stream) a file outside the dataset folder.
+    """
+    if not isinstance(rel, str) or not rel:
+        raise InputError(manifest, f"not a cryofm manifest (shard path {rel!r})")
+    p = PurePosixPath(rel)
+    if p.is_absolute() or ".." in p.parts or "\\" in rel or not rel.startswith(f"{fmt.SHARDS_DIR}/"):
+        raise InputError(manifest, f"shard path {rel!r} leads outside the dataset's {fmt.SHARDS_DIR}/ "
+                                   "folder: refused")
+    return rel
 
 
 def experiments(dataset: str | Path) -> list[str]:
@@ -43,9 +64,11 @@ def load_split(dataset: str | Path) -> dict[str, str]:
         raise InputError(path, "no split (run `cryofm split dataset=...` first)")
     try:
         obj = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON ({exc.msg})") from None
-    return dict(obj["assignment"])
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"not valid JSON ({getattr(exc, 'msg', None) or exc.reason})") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("assignment"), dict):
+        raise InputError(path, "not a cryofm split (no assignment)")
+    return {str(k): str(v) for k, v in obj["assignment"].items()}
 
 
 def split_experiments(dataset: str | Path, split: str) -> list[str]:

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from cryofm.data.dedup import remove_duplicates
+from cryofm.data.fingerprint import input_digests
 from cryofm.data.ingest import DEFAULT_SHARD_SIZE, ingest_arrays
 from cryofm.data.manifest import merge_manifests
 from cryofm.data.sources import check_stacks, table_items
@@ -53,17 +54,25 @@ class Job:
     root: str | None = None
     stack: str | None = None
     classes: str | None = None  # RELION model.star / cryoSPARC class averages .cs: ClassResolution
+    invert: bool | None = None  # this experiment's contrast flip (None: IngestOptions.invert)
 
 
 def prepare(job: Job, facts: dict[str, Any], opts: IngestOptions) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Read and check one experiment's metadata and stacks (nothing is written).
 
     Returns the particle table (after duplicate removal) and the settings recorded in its manifest
-    (``n_input``: rows in the metadata, ``n_duplicates``: picks removed).
+    (``n_input``: rows in the metadata, ``n_duplicates``: picks removed, ``n_duplicate_rows``: rows
+    naming an image another row names too, ``stack_substitutions``: same-named stacks used for
+    missing ones, ``passthrough``: the cryoSPARC passthrough file joined), plus ``_inputs``, the
+    content digests of every input file (:mod:`cryofm.data.fingerprint`).
     """
     path = Path(job.input)
     df = read_particles(path, root=job.root, stack=job.stack)
+    notes = list(df.attrs.get("stack_notes", []))
+    passthrough = df.attrs.get("passthrough")
     n_input = len(df)
+    # the same image named by two rows (index@stack): kept, counted and reported
+    n_dup_rows = int(df.duplicated(["_stack", "_index"]).sum())
     # uid from the row in the metadata file: stable whatever duplicate removal drops
     df["uid"] = [f"{job.experiment}/{path.stem}/{i}" for i in range(n_input)]
     if job.classes:
@@ -82,19 +91,31 @@ def prepare(job: Job, facts: dict[str, Any], opts: IngestOptions) -> tuple[pd.Da
         except (KeyError, ValueError) as exc:
             raise InputError(path, f"duplicate removal: {exc}") from None
     check_stacks(df, path)
+    meta = [path] + ([passthrough] if passthrough else []) + ([job.classes] if job.classes else [])
     config = {"input": str(path.resolve()), "root": job.root, "stack": job.stack, "classes": job.classes,
               "dedup": dd,
               "n_input": n_input, "n_duplicates": n_dup}
+    if n_dup_rows:
+        config["n_duplicate_rows"] = n_dup_rows
+    if notes:
+        config["stack_substitutions"] = notes
+    if passthrough:
+        config["passthrough"] = str(Path(passthrough).resolve())
+    config["_inputs"] = input_digests(meta, df["_stack"].unique())
     return df, config
 
 
 def write(out: str | Path, job: Job, df: pd.DataFrame, config: dict[str, Any], facts: dict[str, Any],
           opts: IngestOptions, merge: bool = True) -> dict[str, Any]:
     """Stream a prepared experiment into shards (see :func:`cryofm.data.ingest.ingest_arrays`)."""
+    config = dict(config)
+    inputs = config.pop("_inputs", None)
+    invert = opts.invert if job.invert is None else bool(job.invert)
     return ingest_arrays(out, job.experiment, partial(table_items, df), n=len(df), facts=facts,
                          box=opts.box, dtype=opts.dtype, norm=opts.norm, shard_size=opts.shard_size,
-                         source=str(job.input), invert=opts.invert, config=config, merge=merge,
-                         overwrite=opts.overwrite, progress=opts.progress, threads=opts.threads or 1)
+                         source=str(job.input), invert=invert, config=config, merge=merge,
+                         overwrite=opts.overwrite, progress=opts.progress, threads=opts.threads or 1,
+                         inputs=inputs)
 
 
 def ingest_file(out: str | Path, job: Job, facts: dict[str, Any], opts: IngestOptions,
@@ -129,7 +150,7 @@ def ingest_many(out: str | Path, jobs: list[Job], facts_table: str | Path | None
     names = [j.experiment for j in jobs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise InputError(None, f"experiment id(s) given twice: {dup}")
+        raise InputError("experiment", f"experiment id(s) given twice: {dup}")
     facts = {j.experiment: facts_for(facts_table, j.experiment) for j in jobs}
     done: dict[str, dict[str, Any]] = {}
     n_proc = max(1, min(workers, len(jobs)))

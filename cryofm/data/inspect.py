@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -12,28 +11,50 @@ import numpy as np
 
 from cryofm import schema
 from cryofm.data import format as fmt
-from cryofm.data.dataset import load_manifest
+from cryofm.data.dataset import load_manifest, load_split
 from cryofm.errors import InputError
 
 
 def summary(dataset: str | Path) -> dict[str, Any]:
-    """Counts per experiment (with split side), per side, and per-field coverage."""
+    """Counts per experiment (with split side), per side, and per-field coverage.
+
+    Reads the manifest only (and ``stat``s each shard): ``warnings`` lists shards that are missing or
+    whose size differs from the manifest's (``verify=true`` checks their checksums).
+    """
     root = Path(dataset)
     man = load_manifest(root)
-    split_path = root / fmt.SPLIT
-    assignment = json.loads(split_path.read_text())["assignment"] if split_path.is_file() else {}
-    per_exp = {e: {"n": v["n"], "shards": v["n_shards"], "split": assignment.get(e, "-")}
-               for e, v in sorted(man["experiments"].items())}
+    try:
+        split_path = root / fmt.SPLIT
+        assignment = load_split(root) if split_path.is_file() else {}
+        per_exp = {e: {"n": int(v["n"]), "shards": int(v["n_shards"]), "split": assignment.get(e, "-")}
+                   for e, v in sorted(man["experiments"].items())}
+        shards = [(str(sh["path"]), int(sh.get("bytes", -1))) for sh in man["shards"]]
+        total = int(man["n_particles"])
+        head = {"n_particles": total, "n_experiments": int(man["n_experiments"]),
+                "n_shards": int(man["n_shards"]), "pixel_stats": dict(man["pixel_stats"])}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(root / fmt.MANIFEST, f"not a cryofm manifest (bad or missing {exc})") from None
     per_split: dict[str, dict[str, int]] = {}
     for v in per_exp.values():
         s = per_split.setdefault(v["split"], {"experiments": 0, "particles": 0})
         s["experiments"] += 1
         s["particles"] += v["n"]
-    total = man["n_particles"]
     coverage = {k: int(v) for k, v in man.get("coverage", {}).items()}
-    return {"n_particles": total, "n_experiments": man["n_experiments"], "n_shards": man["n_shards"],
-            "pixel_stats": man["pixel_stats"], "experiments": per_exp, "splits": per_split,
-            "coverage": coverage}
+    missing, resized = [], []
+    for rel, size in shards:
+        p = root / rel
+        if not p.is_file():
+            missing.append(rel)
+        elif size >= 0 and p.stat().st_size != size:
+            resized.append(rel)
+    warnings = []
+    if missing:
+        warnings.append(f"{len(missing)} shard(s) listed in the manifest are missing (first: {missing[0]})")
+    if resized:
+        warnings.append(f"{len(resized)} shard(s) differ in size from the manifest (first: {resized[0]}): "
+                        "corrupt or rewritten")
+    return {**head, "experiments": per_exp, "splits": per_split, "coverage": coverage,
+            "warnings": warnings}
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -57,25 +78,35 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def _read_member(shard: Path, position: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """Sample number ``position`` of a shard (tar headers are skipped over without reading data)."""
+    """Sample number ``position`` of a shard (tar headers are skipped over without reading data).
+
+    InputError naming the shard when it is missing, not a tar, or holds no such sample.
+    """
     sample: dict[str, bytes] = {}
     key = None
     count = -1
-    with tarfile.open(shard, "r") as tar:
-        for m in tar:
-            k, _, ext = m.name.partition(".")
-            if k != key:
-                key, count = k, count + 1
-                if count > position:
-                    break
-            if count == position:
-                sample[ext] = tar.extractfile(m).read()
-    return fmt.decode_sample(sample)
+    try:
+        with tarfile.open(shard, "r") as tar:
+            for m in tar:
+                k, _, ext = m.name.partition(".")
+                if k != key:
+                    key, count = k, count + 1
+                    if count > position:
+                        break
+                if count == position:
+                    sample[ext] = tar.extractfile(m).read()
+        return fmt.decode_sample(sample)
+    except (OSError, tarfile.TarError, KeyError, ValueError, EOFError) as exc:
+        raise InputError(shard, f"sample {position} unreadable ({type(exc).__name__}: {exc})") from None
 
 
-def random_particles(dataset: str | Path, experiment: str, k: int,
-                     seed: int = 0) -> list[tuple[np.ndarray, dict]]:
-    """Up to ``k`` distinct random particles of one experiment (reads only the samples it picks)."""
+def random_particles(dataset: str | Path, experiment: str, k: int, seed: int = 0,
+                     unreadable: list[str] | None = None) -> list[tuple[np.ndarray, dict]]:
+    """Up to ``k`` distinct random particles of one experiment (reads only the samples it picks).
+
+    With ``unreadable`` (a list), a sample that cannot be read (missing or corrupt shard) is skipped
+    and its ``<shard>#<position>`` appended; without it, the InputError is raised.
+    """
     root = Path(dataset)
     man = load_manifest(root)
     shards = [s for s in man["shards"] if s["experiment"] == experiment]
@@ -88,13 +119,22 @@ def random_particles(dataset: str | Path, experiment: str, k: int,
     out = []
     for p in picks:
         i = int(np.searchsorted(bounds, p, side="right") - 1)
-        out.append(_read_member(root / shards[i]["path"], int(p - bounds[i])))
+        try:
+            out.append(_read_member(root / shards[i]["path"], int(p - bounds[i])))
+        except InputError:
+            if unreadable is None:
+                raise
+            unreadable.append(f"{shards[i]['path']}#{int(p - bounds[i])}")
     return out
 
 
 def montage(dataset: str | Path, out_png: str | Path, per_experiment: int = 8, max_experiments: int = 24,
-            seed: int = 0) -> Path:
-    """PNG grid: one row of random particles per experiment, labelled with id and pixel size."""
+            seed: int = 0) -> tuple[Path, list[str]]:
+    """PNG grid: one row of random particles per experiment, labelled with id and pixel size.
+
+    Returns (the PNG, the ``<shard>#<position>`` of particles that could not be read: their cells
+    stay empty; a missing or corrupt shard never stops the montage).
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -102,12 +142,12 @@ def montage(dataset: str | Path, out_png: str | Path, per_experiment: int = 8, m
     from cryofm.utils.atomic import atomic_path
 
     exps = sorted(load_manifest(dataset)["experiments"])[:max_experiments]
-    split_path = Path(dataset) / fmt.SPLIT
-    sides = json.loads(split_path.read_text())["assignment"] if split_path.is_file() else {}
+    sides = load_split(dataset) if (Path(dataset) / fmt.SPLIT).is_file() else {}
     fig, axes = plt.subplots(len(exps), per_experiment, squeeze=False,
                              figsize=(1.3 * per_experiment + 1.2, 1.3 * len(exps) + 0.3))
+    unreadable: list[str] = []
     for r, e in enumerate(exps):
-        parts = random_particles(dataset, e, per_experiment, seed=seed + r)
+        parts = random_particles(dataset, e, per_experiment, seed=seed + r, unreadable=unreadable)
         for c in range(per_experiment):
             ax = axes[r, c]
             ax.set_xticks([])
@@ -118,8 +158,7 @@ def montage(dataset: str | Path, out_png: str | Path, per_experiment: int = 8, m
                 img, rec = parts[c]
                 lo, hi = np.percentile(img, [1, 99])
                 ax.imshow(img, cmap="gray", vmin=lo, vmax=hi)
-        img0, rec0 = parts[0]
-        px = rec0.get("EffectiveImagePixelSize")
+        px = parts[0][1].get("EffectiveImagePixelSize") if parts else None
         label = "\n".join([e, sides.get(e, ""), "" if schema.is_missing(px) else f"{px:.2f} Å/px"])
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle(f"{Path(dataset).name}: random particles per experiment", fontsize=9)
@@ -130,4 +169,4 @@ def montage(dataset: str | Path, out_png: str | Path, per_experiment: int = 8, m
     plt.close(fig)
     with atomic_path(out_png) as tmp:
         tmp.write_bytes(buf.getvalue())
-    return out_png
+    return out_png, unreadable

@@ -16,6 +16,8 @@ from typing import Any
 
 from cryofm import schema
 from cryofm.data import format as fmt
+from cryofm.data.dataset import check_shard_path
+from cryofm.data.shards import experiment_path as sh_path
 from cryofm.data.shards import sha256_file
 from cryofm.errors import InputError
 from cryofm.utils.atomic import write_json
@@ -30,10 +32,16 @@ def read_experiment_manifests(root: str | Path) -> dict[str, dict[str, Any]]:
             continue
         try:
             m = json.loads(p.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(p, f"not valid JSON ({exc.msg})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(p, f"not valid JSON ({getattr(exc, 'msg', None) or exc.reason})") from None
+        missing = [k for k in _EXPERIMENT_KEYS if not isinstance(m, dict) or k not in m]
+        if missing:
+            raise InputError(p, f"not a cryofm experiment manifest (no {', '.join(missing)})")
         out[m["experiment"]] = m
     return out
+
+
+_EXPERIMENT_KEYS = ("experiment", "n", "shards", "pixel_stats")
 
 
 def merge_manifests(root: str | Path, config: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -52,16 +60,24 @@ def merge_manifests(root: str | Path, config: dict[str, Any] | None = None) -> d
     experiments: dict[str, dict[str, Any]] = {}
     coverage = {f.name: 0 for f in schema.FIELDS}
     for name, m in exps.items():
-        ps = m["pixel_stats"]
-        total_sum += ps["sum"]
-        total_sq += ps["sumsq"]
-        total_count += ps["count"]
-        for sh in m["shards"]:
-            shards.append({**sh, "experiment": name})
-        for k, v in m.get("coverage", {}).items():
-            coverage[k] = coverage.get(k, 0) + v
+        try:
+            ps = m["pixel_stats"]
+            total_sum += float(ps["sum"])
+            total_sq += float(ps["sumsq"])
+            total_count += int(ps["count"])
+            for sh in m["shards"]:
+                check_shard_path(sh["path"], sh_path(root, name))
+                shards.append({"path": str(sh["path"]), "n": int(sh["n"]), "bytes": int(sh["bytes"]),
+                               "sha256": str(sh["sha256"]), **sh, "experiment": name})
+            for k, v in m.get("coverage", {}).items():
+                coverage[k] = coverage.get(k, 0) + int(v)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError(sh_path(root, name), f"not a cryofm experiment manifest (bad or missing "
+                                                  f"{exc})") from None
         experiments[name] = {"n": m["n"], "n_shards": len(m["shards"]), "source": m.get("source"),
                              "facts": m.get("facts", {}), "settings": m.get("settings", {})}
+        if m.get("n_constant"):
+            experiments[name]["n_constant"] = m["n_constant"]
     mean = total_sum / total_count if total_count else math.nan
     var = total_sq / total_count - mean * mean if total_count else math.nan
     manifest = {
@@ -87,10 +103,14 @@ def merge_manifests(root: str | Path, config: dict[str, Any] | None = None) -> d
 
 def verify(root: str | Path) -> list[str]:
     """Recompute every shard's SHA-256; return the relative paths that are missing or differ."""
+    from cryofm.data.dataset import load_manifest
+
     root = Path(root)
-    manifest = json.loads((root / fmt.MANIFEST).read_text())
+    manifest = load_manifest(root)
     bad = []
     for sh in manifest["shards"]:
+        if not isinstance(sh, dict) or "path" not in sh or "sha256" not in sh:
+            raise InputError(root / fmt.MANIFEST, f"not a cryofm manifest (shard entry {sh!r})")
         p = root / sh["path"]
         if not p.is_file() or sha256_file(p) != sh["sha256"]:
             bad.append(sh["path"])

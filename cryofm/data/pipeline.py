@@ -13,11 +13,20 @@ them and reproduces exactly the batches an uninterrupted run would have produced
 
 Corrupt samples (undecodable, wrong shape, non-finite) are skipped and counted (``n_corrupt`` in each
 batch: the stream's running count); ``strict=True`` raises :class:`cryofm.errors.InputError` instead.
+
+Short shards. ``tarfile`` stops *silently* at a broken member header in the middle of a shard (it
+takes it for the end of the archive), so a damaged shard would shrink the data without a single
+error. Every pass therefore counts the samples each shard gave against the number its manifest lists
+(``expected``; found automatically for local shard paths of a cryofm dataset, see
+:func:`shard_counts`): the samples a shard lacks (all of them for a missing or unreadable shard) are
+added to ``n_corrupt`` and logged, once per shard per pass; ``strict=True`` raises instead. Counting
+changes nothing in which samples are read, so resume stays exact.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +43,7 @@ from cryofm.data.masking import sample_masks
 from cryofm.data.normalize import fourier_resize
 from cryofm.errors import InputError
 
+log = logging.getLogger(__name__)
 
 def train_urls(dataset: str | Path, split: str = "train", template: str | None = None) -> list[str]:
     """Shard URLs of the ``split`` side of a dataset folder (InputError when there are none).
@@ -51,6 +61,51 @@ def train_urls(dataset: str | Path, split: str = "train", template: str | None =
     if template:
         urls = [template.format(path=Path(u).relative_to(root).as_posix()) for u in urls]
     return urls
+
+
+def split_counts_by_url(dataset: str | Path, split: str = "train",
+                        template: str | None = None) -> dict[str, int]:
+    """``{url: samples}`` for the URLs :func:`train_urls` gives (``template`` included), to pass as
+    ``ParticleStream(expected=...)`` when the shards are streamed (``pipe:``, ``http://``) and
+    :func:`shard_counts` cannot find their manifest."""
+    from cryofm.data.dataset import load_manifest, split_experiments
+
+    root = Path(dataset).resolve()
+    keep = set(split_experiments(root, split))
+    out = {}
+    for sh in load_manifest(root)["shards"]:
+        if sh["experiment"] in keep:
+            url = template.format(path=sh["path"]) if template else str(root / sh["path"])
+            out[url] = int(sh["n"])
+    return out
+
+
+def shard_counts(urls: list[str]) -> dict[str, int]:
+    """``{url: samples its manifest lists}`` for the local shard paths of cryofm datasets.
+
+    A shard ``<root>/shards/<exp>/<file>.tar`` is looked up in ``<root>/manifest.json``; URLs that are
+    not local files of a dataset (``pipe:``, ``http://``, a loose tar) are left out (not counted).
+    """
+    out: dict[str, int] = {}
+    tables: dict[Path, dict[str, int]] = {}
+    for u in urls:
+        if ":" in u.split("/", 1)[0]:  # a scheme (pipe:, http:, s3:): nothing local to look up
+            continue
+        p = Path(u).absolute()
+        if len(p.parts) < 4 or p.parent.parent.name != fmt.SHARDS_DIR:
+            continue
+        root = p.parent.parent.parent
+        if root not in tables:
+            tables[root] = {}
+            try:
+                man = json.loads((root / fmt.MANIFEST).read_text())
+                tables[root] = {str(sh["path"]): int(sh["n"]) for sh in man["shards"]}
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        n = tables[root].get(p.relative_to(root).as_posix())
+        if n is not None:
+            out[u] = n
+    return out
 
 
 def pixel_stats(dataset: str | Path) -> tuple[float, float]:
@@ -84,7 +139,9 @@ class ParticleStream(IterableDataset):
         num_workers: DataLoader workers (the number of streams; keep it when resuming).
         shuffle_buffer: samples in the shuffle buffer of each stream.
         start_batch: first batch index (resume).
-        strict: raise on a corrupt sample instead of skipping it.
+        strict: raise on a corrupt sample or a short shard instead of skipping and counting it.
+        expected: samples per shard URL (default: :func:`shard_counts` of ``urls``), to catch short
+            shards (see the module doc).
     """
 
     def __init__(
@@ -105,6 +162,7 @@ class ParticleStream(IterableDataset):
         shuffle_buffer: int = 1000,
         start_batch: int = 0,
         strict: bool = False,
+        expected: dict[str, int] | None = None,
     ):
         super().__init__()
         self.urls = list(urls)
@@ -115,6 +173,10 @@ class ParticleStream(IterableDataset):
         self.n_streams = max(int(num_workers), 1)
         self.shuffle_buffer, self.start_batch, self.strict = int(shuffle_buffer), int(start_batch), strict
         self.n_corrupt = 0
+        self.expected = shard_counts(self.urls) if expected is None else dict(expected)
+        self._all_counted = bool(self.urls) and all(u in self.expected for u in self.urls)
+        self.n_short = 0  # short-shard events (a shard short in a pass counts once per pass)
+        self._warned: set[str] = set()
 
     # -- raw samples -------------------------------------------------------------------------
     def _pass_sources(self, stream: int, p: int) -> tuple[list[str], int, int]:
@@ -133,10 +195,18 @@ class ParticleStream(IterableDataset):
         p = 0
         while True:
             shards, stride, offset = self._pass_sources(stream, p)
-            handler = wds.reraise_exception if self.strict else self._skip_shard
+            handler = self._raise_shard if self.strict else self._skip_shard
             src = wds.tariterators.tarfile_samples([{"url": u} for u in shards], handler=handler)
             n_seen = 0
+            got: dict[str, int] = dict.fromkeys(shards, 0)
+            current = None
             for i, s in enumerate(src):
+                url = s.get("__url__")
+                if url != current:
+                    if current is not None:
+                        self._check_count(current, got[current], p)
+                    current = url
+                got[url] = got.get(url, 0) + 1
                 if i % stride != offset:
                     continue
                 n_seen += 1
@@ -146,13 +216,37 @@ class ParticleStream(IterableDataset):
                 j = int(rng.integers(len(buf)))
                 buf[j], s = s, buf[j]
                 yield s
+            for u in shards:  # the shard read last, and those that gave nothing (missing, unreadable)
+                if u == current or got[u] == 0:
+                    self._check_count(u, got[u], p)
             if n_seen == 0:
                 raise InputError(shards[0] if shards else None, "no readable samples in this stream's shards")
             p += 1  # the buffer carries over: samples keep mixing across passes
 
+    def _check_count(self, url: str, got: int, p: int) -> None:
+        """Compare the samples a shard gave in pass ``p`` with its manifest's count."""
+        want = self.expected.get(url)
+        if want is None or got == want:
+            return
+        problem = (f"shard gave {got} of the {want} samples its manifest lists (corrupt or truncated)"
+                   if got < want else f"shard gave {got} samples, its manifest lists {want} (rewritten?)")
+        if self.strict:
+            raise InputError(url, problem)
+        self.n_corrupt += max(want - got, 0)
+        self.n_short += 1
+        if url not in self._warned:  # once per shard per stream: the count keeps growing every pass
+            self._warned.add(url)
+            log.warning("%s: %s; pass %d goes on without the missing samples (counted in n_corrupt)",
+                        url, problem, p)
+
     def _skip_shard(self, exn: Exception) -> bool:
-        self.n_corrupt += 1
+        if not self._all_counted:  # else the loss is counted, per sample, by _check_count
+            self.n_corrupt += 1
         return True
+
+    def _raise_shard(self, exn: Exception) -> bool:
+        url = exn.args[-1] if exn.args and isinstance(exn.args[-1], str) else None
+        raise InputError(url, f"unreadable shard ({type(exn).__name__}: {exn.args[0] if exn.args else exn})")
 
     def _decode(self, s: dict) -> torch.Tensor | None:
         try:

@@ -43,14 +43,23 @@ def experiment_path(root: Path, experiment: str) -> Path:
     return root / fmt.EXPERIMENTS_DIR / f"{experiment}.json"
 
 
-def load_progress(root: Path, experiment: str, fingerprint: str) -> dict[str, Any] | None:
-    """The saved progress of an interrupted ingest with the same fingerprint, else None."""
+def read_progress(root: Path, experiment: str) -> dict[str, Any] | None:
+    """The saved progress file of an interrupted ingest, whatever its fingerprint (None if absent or
+    unreadable)."""
     p = progress_path(root, experiment)
     if not p.is_file():
         return None
     try:
         state = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def load_progress(root: Path, experiment: str, fingerprint: str) -> dict[str, Any] | None:
+    """The saved progress of an interrupted ingest with the same fingerprint, else None."""
+    state = read_progress(root, experiment)
+    if state is None:
         return None
     if state.get("fingerprint") != fingerprint:
         return None
@@ -189,6 +198,7 @@ class ShardWriter:
         self._open: tuple[Path, Any, _HashingFile] | None = None
         self._buf = bytearray()
         self._count = 0
+        self.inputs: dict[str, str] = {}  # input digests, kept in the progress file (names what changed)
         if not self.shards:
             clear_experiment(self.root, experiment)
         folder = self.root / fmt.SHARDS_DIR / experiment
@@ -255,7 +265,8 @@ class ShardWriter:
         self.n_done += self._count
         self.stats = stats
         write_json(progress_path(self.root, self.experiment),
-                   {"fingerprint": self.fingerprint, "shards": self.shards, "stats": stats}, indent=None)
+                   {"fingerprint": self.fingerprint, "shards": self.shards, "stats": stats,
+                    "inputs": self.inputs}, indent=None)
         self.on_shard(index)
 
     def on_shard(self, index: int) -> None:

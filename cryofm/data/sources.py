@@ -1,9 +1,11 @@
 """A particle table (RELION / cryoSPARC metadata) → checked, streamed ``(image, record)`` items.
 
 Before anything is written every stack the table names is opened (header only, memory-mapped) and
-checked: present, a valid real-valued MRC, every referenced index inside the stack, image size equal
-to the metadata's ``ImageSize``. Images are then read in runs of consecutive indices, one stack open
-at a time, so memory stays flat however long the stacks are.
+checked: present, a valid real-valued MRC of 2-D images (not a volume: a sub-tomogram is refused,
+never ingested as its first slice), every referenced index inside the stack, image size equal to
+the metadata's ``ImageSize``. Images are then read in runs of consecutive indices, one stack open
+at a time, so memory stays flat however long the stacks are. A row with cryoSPARC ``blob/sign`` -1
+yields its image negated (protein-bright) with ``ImageInverted`` set.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from cryofm.errors import InputError
-from cryofm.io.mrc import open_stack, stack_info
+from cryofm.io.mrc import open_stack, stack_header
 from cryofm.io.particles import records
 
 RUN = 64  # images per contiguous read (16 MiB at 256² float32)
@@ -34,7 +36,21 @@ def check_stacks(df: pd.DataFrame, path: str | Path) -> dict[str, tuple[int, tup
     """
     info: dict[str, tuple[int, tuple[int, int], float]] = {}
     for stack, idx in df.groupby("_stack", sort=False)["_index"]:
-        n, shape, voxel = stack_info(stack)
+        first = idx.index[0]
+        name = df.at[first, "ImageName"]
+        if not Path(stack).is_file():
+            searched = df.at[first, "_searched"] if "_searched" in df else None
+            where = f" (searched: {searched})" if searched else f" ({stack})"
+            raise InputError(path, f"{name}: particle stack not found{where}")
+        n, shape, voxel, ispg = stack_header(stack)
+        if ispg >= 401:
+            raise InputError(stack, f"a stack of 3-D volumes (MRC space group {ispg}; named by {name}): "
+                                    "sub-tomograms are not supported, cryofm ingests 2-D particle images")
+        bare = "@" not in str(name)
+        if bare and n > 1:
+            raise InputError(stack, f"{name} names one image, but the file holds {n} sections of "
+                                    f"{shape[0]}x{shape[1]}: a 3-D volume (sub-tomogram?); cryofm ingests "
+                                    "2-D particle images (a stack is named index@stack)")
         top = int(idx.max())
         if top >= n:
             bad = df.loc[idx.idxmax(), "ImageName"]
@@ -78,6 +94,7 @@ def table_items(df: pd.DataFrame, start: int = 0) -> Iterator[tuple[np.ndarray, 
     """
     stacks = df["_stack"].to_numpy()
     index = df["_index"].to_numpy()
+    sign = df["_sign"].to_numpy() if "_sign" in df else None
     open_: OrderedDict[str, Any] = OrderedDict()  # a few stacks stay open: rows may interleave stacks
 
     def get(stack: str) -> Any:
@@ -109,7 +126,11 @@ def table_items(df: pd.DataFrame, start: int = 0) -> Iterator[tuple[np.ndarray, 
             for k in range(count):
                 rec = recs[k]
                 rec["_path"] = stack
-                yield block[k], rec
+                if sign is not None and sign[row + k] < 0:  # cryoSPARC protein-dark: flip to bright
+                    rec["ImageInverted"] = True
+                    yield -block[k], rec
+                else:
+                    yield block[k], rec
     finally:
         reader.shutdown(wait=True, cancel_futures=True)  # an in-flight read ends before the closes
         for s in open_.values():

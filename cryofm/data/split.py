@@ -75,6 +75,33 @@ def _key_value(facts: dict[str, Any], key: str | None, experiment: str) -> str:
     return f"__{experiment}" if v is None or v == "" else str(v)
 
 
+def _few(names: Sequence[str], k: int = 12) -> str:
+    return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "") or "none"
+
+
+def available_keys(exps: dict[str, dict[str, Any]]) -> list[str]:
+    """Fact names that at least one experiment has a value for (the keys a split can group by)."""
+    return sorted({k for v in exps.values() for k, x in (v.get("facts") or {}).items()
+                   if x is not None and x != ""})
+
+
+def check_key(exps: dict[str, dict[str, Any]], key_name: str, key: str | None) -> None:
+    """InputError naming ``key_name`` when ``key`` is given but no experiment has that fact.
+
+    A misspelt ``group_key`` would otherwise make every experiment its own group: no grouping at all,
+    and related experiments leaking across train and held-out.
+    """
+    if not key:
+        return
+    have = available_keys(exps)
+    if key not in have:
+        from cryofm import schema
+
+        known = "a schema field, but" if key in schema.BY_NAME else "not a schema field, and"
+        raise InputError(key_name, f"{key!r} is {known} no experiment has that fact (available: "
+                                   f"{_few(have)}; add it with ingest facts=...)")
+
+
 def make_split(dataset: str | Path, seed: int = 0, fractions: Sequence[float] = (0.8, 0.1, 0.1),
                group_key: str | None = None, stratify_key: str | None = None,
                heldout: Sequence[str] = (), write: bool = True) -> dict[str, Any]:
@@ -85,7 +112,7 @@ def make_split(dataset: str | Path, seed: int = 0, fractions: Sequence[float] = 
         seed: RNG seed.
         fractions: (train, val, heldout) fractions of groups.
         group_key: experiment fact (e.g. ``SequenceCluster``) whose equal values stay on one side;
-            experiments without it are their own group.
+            experiments without it are their own group. InputError when no experiment has it.
         stratify_key: experiment fact (e.g. ``ProteinClass``) to stratify by.
         heldout: experiments forced into held-out (with their whole group); the rest are split.
         write: write ``<dataset>/split.json`` (atomically).
@@ -98,7 +125,10 @@ def make_split(dataset: str | Path, seed: int = 0, fractions: Sequence[float] = 
     exps = manifest["experiments"]
     unknown = [e for e in heldout if e not in exps]
     if unknown:
-        raise InputError(Path(dataset) / fmt.MANIFEST, f"unknown experiment id(s) {unknown} in heldout")
+        raise InputError("heldout", f"unknown experiment id(s) {unknown} (the dataset has "
+                                    f"{_few(sorted(exps))})")
+    for key_name, key in (("group_key", group_key), ("stratify_key", stratify_key)):
+        check_key(exps, key_name, key)
     groups: dict[str, list[str]] = defaultdict(list)
     strata: dict[str, str] = {}
     for e in sorted(exps):

@@ -63,8 +63,8 @@ def _dataset(rep: Report, out: Path) -> None:
 
 
 def _training(rep: Report, out: Path) -> None:
-    from cryofm.train.curves import plot_curves
-    from cryofm.train.runlog import read_metrics
+    from cryofm.report.curves import plot_curves
+    from cryofm.report.runlog import read_metrics
 
     run = out / "run"
     rows = read_metrics(run) if (run / "metrics.jsonl").is_file() else []

@@ -17,11 +17,23 @@ Field conversions (cryoSPARC → schema):
   (1-based); ``alignments2D/class_ess`` → ``ClassESS``; ``alignments2D/error`` → ``AlignmentError2D``.
 * ``location/center_x_frac``, ``center_y_frac`` × ``location/micrograph_shape`` ([rows, cols]) →
   ``CoordinateX/Y`` (px); ``location/micrograph_path`` → ``MicrographName``.
-* ``pick_stats/ncc_score`` → ``AutopickFigureOfMerit``.
+* ``pick_stats/ncc_score`` → ``AutopickFigureOfMerit``; ``ctf/exp_group_id`` → ``OpticsGroup``.
+* ``blob/sign`` → private ``_sign``. cryoSPARC models an image as ``sign × (CTF ⊛ projection of the
+  density)``: particles extracted from micrographs are stored protein-dark with ``sign = -1``, so
+  ``image × sign`` is protein-bright, RELION's convention for particle stacks. Ingest multiplies by it
+  (and records ``ImageInverted``), so shards from RELION and cryoSPARC have the same contrast.
+
+Passthrough. A cryoSPARC job writes only the fields it changed into its particles file
+(``J24_001_particles.cs``: blob and alignments) and the fields it passed through unchanged into
+``J24_passthrough_particles.cs`` beside it (CTF, exposure groups, micrograph location, picking
+stats). :func:`passthrough_path` finds that file by cryoSPARC's naming; its fields are joined on
+``uid`` (the particles file wins where both have a field). A passthrough that lacks some of the
+particles' ``uid`` is the wrong file: an error.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -30,7 +42,7 @@ import pandas as pd
 from scipy.spatial.transform import Rotation
 
 from cryofm.errors import InputError
-from cryofm.io.particles import finish_table, resolve_stack
+from cryofm.io.particles import check_pixel_size, finish_table
 
 _DIRECT = {
     "blob/psize_A": "ImagePixelSize",
@@ -46,6 +58,8 @@ _DIRECT = {
     "alignments2D/class_ess": "ClassESS",
     "pick_stats/ncc_score": "AutopickFigureOfMerit",
 }
+_INT = {"ctf/exp_group_id": "OpticsGroup"}
+_PARTICLES = re.compile(r"^(?P<job>.*?J\d+)_(?:\d+_)?(?P<group>particles.*)$")
 _RADIANS = {"ctf/df_angle_rad": "DefocusAngle", "ctf/phase_shift_rad": "PhaseShift"}
 
 
@@ -75,61 +89,120 @@ def load_cs(path: str | Path) -> np.ndarray:
     return cs
 
 
-def read_cs_particles(path: str | Path, root: str | Path | None = None) -> pd.DataFrame:
-    """Particle table (see :mod:`cryofm.io.particles`) from a cryoSPARC particle ``.cs`` file."""
+def passthrough_path(path: str | Path) -> Path | None:
+    """The ``*_passthrough_*.cs`` that belongs to a particles ``.cs``, when it exists beside it.
+
+    cryoSPARC names a job's outputs ``<job>_<group>.cs`` or ``<job>_<iteration>_<group>.cs`` (the
+    project id may lead, ``P12_J24_001_particles.cs``, in exported files) and the passthrough of group
+    ``<group>`` ``<job>_passthrough_<group>.cs``: ``J24_001_particles.cs`` →
+    ``J24_passthrough_particles.cs``, ``J30_particles_selected.cs`` →
+    ``J30_passthrough_particles_selected.cs``.
+    """
+    path = Path(path)
+    m = _PARTICLES.match(path.stem)
+    if m is None:
+        return None
+    cand = path.with_name(f"{m['job']}_passthrough_{m['group']}.cs")
+    return cand if cand.is_file() and cand.resolve() != path.resolve() else None
+
+
+def _with_passthrough(cs: np.ndarray, path: Path) -> tuple[dict[str, np.ndarray], Path | None]:
+    """The particles file's fields, plus the passthrough's fields they lack (joined on ``uid``)."""
+    fields = {k: cs[k] for k in cs.dtype.names}
+    pt_path = passthrough_path(path)
+    if pt_path is None:
+        return fields, None
+    pt = load_cs(pt_path)
+    if "uid" not in fields or "uid" not in pt.dtype.names:
+        raise InputError(pt_path, "cannot join the passthrough file: uid is missing from it or from "
+                                  f"{path.name}")
+    order = np.argsort(pt["uid"], kind="stable")
+    sorted_uid = pt["uid"][order]
+    pos = np.searchsorted(sorted_uid, fields["uid"])
+    pos_c = np.minimum(pos, len(sorted_uid) - 1)
+    hit = (len(sorted_uid) > 0) & (sorted_uid[pos_c] == fields["uid"])
+    if not np.all(hit):
+        raise InputError(pt_path, f"{int((~hit).sum())} of {len(hit)} particles of {path.name} (by uid) "
+                                  "are not in this passthrough file: not its passthrough")
+    rows = order[pos_c]
+    for k in pt.dtype.names:
+        if k not in fields:
+            fields[k] = pt[k][rows]
+    return fields, pt_path
+
+
+def read_cs_particles(path: str | Path) -> pd.DataFrame:
+    """Particle table (see :mod:`cryofm.io.particles`) from a cryoSPARC particle ``.cs`` file, joined
+    with its passthrough file when one lies beside it (``df.attrs["passthrough"]``).
+
+    ``_stack`` holds ``blob/path`` as written, less a leading ``>`` (resolved by
+    :func:`cryofm.io.particles.read_particles`).
+    """
     path = Path(path)
     cs = load_cs(path)
-    names = set(cs.dtype.names)
-    if "blob/path" not in names or "blob/idx" not in names:
+    if "blob/path" not in cs.dtype.names or "blob/idx" not in cs.dtype.names:
         raise InputError(path, ".cs file has no image paths (blob/path, blob/idx): use the particles "
                                ".cs exported with images, not a passthrough file")
     if len(cs) == 0:
         raise InputError(path, ".cs file has no rows")
+    f, pt_path = _with_passthrough(cs, path)
+    names = set(f)
+    blob = [p.lstrip(">") for p in _decode(f["blob/path"])]
+    index = f["blob/idx"].astype(np.int64)
+    if (index < 0).any():
+        raise InputError(path, "negative blob/idx")
+    image_names = [f"{i + 1}@{p}" for i, p in zip(index, blob, strict=True)]
     out = pd.DataFrame(index=np.arange(len(cs)))
     for src, dst in _DIRECT.items():
         if src in names:
-            out[dst] = cs[src].astype(np.float64)
+            out[dst] = f[src].astype(np.float64)
+    if "ImagePixelSize" in out:
+        check_pixel_size(out["ImagePixelSize"], "blob/psize_A", np.asarray(image_names), path)
     for src, dst in _RADIANS.items():
         if src in names:
-            out[dst] = np.rad2deg(cs[src].astype(np.float64))
+            out[dst] = np.rad2deg(f[src].astype(np.float64))
+    for src, dst in _INT.items():
+        if src in names:
+            out[dst] = f[src].astype(np.int64)
     if "blob/shape" in names:
-        out["ImageSize"] = cs["blob/shape"][:, 0].astype(np.int64)
+        out["ImageSize"] = f["blob/shape"][:, 0].astype(np.int64)
+    if "blob/sign" in names:
+        sign = f["blob/sign"].astype(np.float64)
+        if not np.isin(sign, (-1.0, 1.0)).all():
+            i = int(np.argmax(~np.isin(sign, (-1.0, 1.0))))
+            raise InputError(path, f"blob/sign: row {i + 1} ({image_names[i]}): {sign[i]} (expected 1 or -1)")
+        out["_sign"] = sign
     if "alignments3D/pose" in names:
-        e = rotvec_to_relion(cs["alignments3D/pose"])
+        e = rotvec_to_relion(f["alignments3D/pose"])
         out["AngleRot"], out["AngleTilt"], out["AnglePsi"] = e[:, 0], e[:, 1], e[:, 2]
-        _shift(out, cs, "alignments3D")
+        _shift(out, f, "alignments3D")
     elif "alignments2D/pose" in names:
-        psi = np.rad2deg(cs["alignments2D/pose"].astype(np.float64))
+        psi = np.rad2deg(f["alignments2D/pose"].astype(np.float64))
         out["AnglePsi"] = (psi + 180.0) % 360.0 - 180.0  # into [-180, 180)
-        _shift(out, cs, "alignments2D")
+        _shift(out, f, "alignments2D")
     if "alignments2D/class" in names:
-        out["ClassNumber"] = cs["alignments2D/class"].astype(np.int64) + 1
+        out["ClassNumber"] = f["alignments2D/class"].astype(np.int64) + 1
     elif "alignments3D/class" in names:
-        out["ClassNumber"] = cs["alignments3D/class"].astype(np.int64) + 1
+        out["ClassNumber"] = f["alignments3D/class"].astype(np.int64) + 1
     if "location/micrograph_shape" in names:
-        shape = cs["location/micrograph_shape"]
+        shape = f["location/micrograph_shape"]
         out["MicrographShapeY"] = shape[:, 0].astype(np.int64)
         out["MicrographShapeX"] = shape[:, 1].astype(np.int64)
     if "location/center_x_frac" in names:
-        out["CoordinateXFrac"] = cs["location/center_x_frac"].astype(np.float64)
-        out["CoordinateYFrac"] = cs["location/center_y_frac"].astype(np.float64)
+        out["CoordinateXFrac"] = f["location/center_x_frac"].astype(np.float64)
+        out["CoordinateYFrac"] = f["location/center_y_frac"].astype(np.float64)
     if "location/micrograph_path" in names:
-        out["MicrographName"] = _decode(cs["location/micrograph_path"])
-    meta_dir = path.resolve().parent
-    root_dir = Path(root).resolve() if root else None
-    blob = [p.lstrip(">") for p in _decode(cs["blob/path"])]
-    cache = {p: str(resolve_stack(p, meta_dir, root_dir)) for p in set(blob)}
-    index = cs["blob/idx"].astype(np.int64)
-    if (index < 0).any():
-        raise InputError(path, "negative blob/idx")
+        out["MicrographName"] = _decode(f["location/micrograph_path"])
     out["_index"] = index
-    out["_stack"] = [cache[p] for p in blob]
-    out["ImageName"] = [f"{i + 1}@{p}" for i, p in zip(index, blob, strict=True)]
-    return finish_table(out, path)
+    out["_stack"] = blob
+    out["ImageName"] = image_names
+    df = finish_table(out, path)
+    df.attrs["passthrough"] = str(pt_path) if pt_path else None
+    return df
 
 
-def _shift(out: pd.DataFrame, cs: np.ndarray, group: str) -> None:
-    names = cs.dtype.names
+def _shift(out: pd.DataFrame, cs: dict[str, np.ndarray], group: str) -> None:
+    names = set(cs)
     if f"{group}/shift" not in names:
         return
     psize_key = f"{group}/psize_A" if f"{group}/psize_A" in names else "blob/psize_A"

@@ -31,7 +31,7 @@ def read_facts(path: str | Path) -> dict[str, dict[str, Any]]:
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             obj = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise InputError(path, f"not valid YAML ({str(exc).splitlines()[0]})") from None
         if not isinstance(obj, dict) or not all(isinstance(v, dict) for v in obj.values()):
             raise InputError(path, "expected a mapping: experiment id -> {field: value}")
@@ -39,7 +39,7 @@ def read_facts(path: str | Path) -> dict[str, dict[str, Any]]:
     else:
         try:
             table = pd.read_csv(path, dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
             raise InputError(path, f"not a readable CSV table ({exc})") from None
         if "experiment" not in table.columns:
             raise InputError(path, "facts table has no 'experiment' column")

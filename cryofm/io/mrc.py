@@ -39,6 +39,9 @@ class Stack:
         vs = float(self._mrc.voxel_size.x)
         self.voxel_size = vs if vs > 0 else math.nan
         self.mode = int(self._mrc.header.mode)
+        # MRC2014 space group: 0 images / image stack, 1 one volume, >= 401 a stack of volumes. Many
+        # programs stamp 2-D stacks 1 (EMPIAR-10076's particles), so only >= 401 says "3-D" alone.
+        self.ispg = int(self._mrc.header.ispg)
         self._offset = 1024 + int(self._mrc.header.nsymbt)  # first image byte
         self._fd: int | None = None
 
@@ -131,6 +134,12 @@ def stack_info(path: str | Path) -> tuple[int, tuple[int, int], float]:
     """(number of images, (rows, cols), header voxel size Å/px or NaN) after the header checks."""
     with open_stack(path) as s:
         return len(s), s.shape, s.voxel_size
+
+
+def stack_header(path: str | Path) -> tuple[int, tuple[int, int], float, int]:
+    """Like :func:`stack_info`, plus the header's space group (``ispg``: >= 401 is a volume stack)."""
+    with open_stack(path) as s:
+        return len(s), s.shape, s.voxel_size, s.ispg
 
 
 def write_stack(path: str | Path, images: np.ndarray, voxel_size: float = 1.0) -> None:

@@ -1,9 +1,15 @@
 """The particle table every metadata reader returns, and the helpers they share.
 
 A particle table is a :class:`pandas.DataFrame` with one row per particle: columns named after
-schema fields (``DefocusU``, ``AngleRot``, ``ImagePixelSize``, ... in schema units) plus three private
-columns: ``_stack`` (absolute path of the image stack), ``_index`` (0-based image index in it) and
-``_path`` (the metadata file the row came from, for error messages).
+schema fields (``DefocusU``, ``AngleRot``, ``ImagePixelSize``, ... in schema units) plus private
+columns: ``_stack`` (absolute path of the image stack), ``_index`` (0-based image index in it),
+``_path`` (the metadata file the row came from, for error messages), and optionally ``_sign``
+(cryoSPARC ``blob/sign``: -1 where the stored images are protein-dark) and ``_searched`` (the
+folders searched for the stacks, for the not-found message).
+
+The readers return ``_stack`` as written in the file; :func:`read_particles` resolves it inside the
+folder the user named (:mod:`cryofm.io.paths`). ``df.attrs["stack_notes"]`` lists substitutions
+(a same-named stack used where the named one does not exist).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import pandas as pd
 from cryofm import schema
 from cryofm.errors import InputError
 
-PRIVATE = ("_stack", "_index", "_path")
+PRIVATE = ("_stack", "_index", "_path", "_sign", "_searched")
 # Fields that cannot be zero or negative: software writes 0 for "not measured" (e.g. RELION's
 # rlnCtfMaxResolution 0.0), which the schema stores as missing, never as 0.
 POSITIVE = ("ImagePixelSize", "Voltage", "CtfMaxResolution", "ClassResolution", "ImageSize",
@@ -43,24 +49,17 @@ def parse_image_name(name: str, path: str | Path) -> tuple[int, str]:
     return 0, name
 
 
-def resolve_stack(name: str, meta_dir: Path, root: Path | None) -> Path:
-    """Where a stack named in metadata lives.
+def check_pixel_size(psize: pd.Series, key: str, names: np.ndarray, path: str | Path) -> None:
+    """InputError naming the key and the first row whose pixel size is not a positive number.
 
-    Tried in order: ``root/name``, ``meta_dir/name``, then the bare file name in ``root`` and in
-    ``meta_dir`` (metadata often names stacks by their path inside a project, e.g. ``Extract/job12/``).
-    The first that exists wins; otherwise the ``root`` (or ``meta_dir``) joined path is returned and
-    the missing file is reported when the images are read.
+    Nothing is substituted: a zero, negative or unreadable pixel size is an error, never the MRC
+    header's value (which is often a placeholder 1.0).
     """
-    p = Path(name)
-    if p.is_absolute():
-        candidates = [p]
-    else:
-        bases = [b for b in (root, meta_dir) if b is not None]
-        candidates = [b / p for b in bases] + [b / p.name for b in bases]
-    for c in candidates:
-        if c.is_file():
-            return c.resolve()
-    return candidates[0].resolve() if not p.is_absolute() else p
+    ok = (psize > 0) & np.isfinite(psize)
+    if not ok.all():
+        i = int(np.argmin(ok.to_numpy()))
+        raise InputError(path, f"{key}: row {i + 1} ({names[i]}): pixel size {psize.iloc[i]} is not a "
+                               "positive number of Å/px")
 
 
 def finish_table(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
@@ -140,7 +139,9 @@ def read_particles(path: str | Path, root: str | Path | None = None,
 
     Args:
         path: the metadata file.
-        root: folder the stack paths in the metadata are relative to (default: the file's folder).
+        root: folder the stack paths in the metadata are relative to, and that they must stay inside
+            (default: the inferred RELION / cryoSPARC project directory, else the file's folder; see
+            :mod:`cryofm.io.paths`).
         stack: one stack that holds all images, mapped by index (overrides the names in the file).
     """
     path = Path(path)
@@ -149,14 +150,26 @@ def read_particles(path: str | Path, root: str | Path | None = None,
     suffix = path.suffix.lower()
     if suffix == ".star":
         from cryofm.io.star import read_star_particles
-        df = read_star_particles(path, root=root)
+        df, kind = read_star_particles(path), "relion"
     elif suffix == ".cs":
         from cryofm.io.cryosparc import read_cs_particles
-        df = read_cs_particles(path, root=root)
+        df, kind = read_cs_particles(path), "cryosparc"
     else:
         raise InputError(path, f"unknown particle metadata format {suffix!r} (expected .star or .cs)")
     if stack is not None:
         s = Path(stack).resolve()
         df["_stack"] = str(s)
         df["ImageName"] = [f"{i + 1}@{s.name}" for i in df["_index"]]
+        df.attrs["stack_notes"] = []
+        return df
+    from cryofm.io.paths import StackResolver
+
+    resolver = StackResolver(path, root, kind)
+    names = df["_stack"].astype(str)
+    first = ~names.duplicated()
+    where = {name: resolver.resolve(name, int(i), str(df["ImageName"].iat[i]))
+             for i, name in zip(np.flatnonzero(first.to_numpy()), names[first], strict=True)}
+    df["_stack"] = names.map(where)
+    df["_searched"] = resolver.searched
+    df.attrs["stack_notes"] = list(resolver.notes)
     return df

@@ -7,6 +7,8 @@
 
 Every ``rln<Name>`` column whose ``<Name>`` is a schema field is copied under that name (RELION's
 units are the schema's: Å, degrees, kV, mm). ``rlnImageName`` (``index@stack``, 1-based) is required.
+A pixel size the file gives must be positive (no fallback to the MRC header); 3-D particles
+(``rlnImageDimensionality 3``) are refused.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import starfile
 
 from cryofm import schema
 from cryofm.errors import InputError
-from cryofm.io.particles import finish_table, parse_image_name, resolve_stack
+from cryofm.io.particles import check_pixel_size, finish_table, parse_image_name
 
 REQUIRED = ("rlnImageName",)
 
@@ -72,48 +74,69 @@ def merge_optics(parts: pd.DataFrame, optics: pd.DataFrame, path: str | Path) ->
     return merged
 
 
-def _pixel_size(df: pd.DataFrame) -> pd.Series | None:
+def _pixel_size(df: pd.DataFrame) -> tuple[pd.Series, str] | None:
+    """(pixel size per particle in Å/px, the column(s) it came from), or None when the file has none."""
     for col in ("rlnImagePixelSize", "rlnPixelSize"):
         if col in df:
-            return pd.to_numeric(df[col], errors="coerce")
+            return pd.to_numeric(df[col], errors="coerce"), col
     if "rlnDetectorPixelSize" in df and "rlnMagnification" in df:
-        return (pd.to_numeric(df["rlnDetectorPixelSize"], errors="coerce") * 1e4
-                / pd.to_numeric(df["rlnMagnification"], errors="coerce"))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ps = (pd.to_numeric(df["rlnDetectorPixelSize"], errors="coerce") * 1e4
+                  / pd.to_numeric(df["rlnMagnification"], errors="coerce"))
+        return ps, "rlnDetectorPixelSize x 1e4 / rlnMagnification"
     return None
 
 
-def read_star_particles(path: str | Path, root: str | Path | None = None) -> pd.DataFrame:
-    """Particle table (see :mod:`cryofm.io.particles`) from a RELION particle STAR file."""
+def check_dimensionality(df: pd.DataFrame, names: np.ndarray, path: str | Path) -> None:
+    """Refuse 3-D particles (``rlnImageDimensionality 3``: sub-tomograms): cryofm ingests 2-D images.
+
+    (Sub-tilt series, 2-D projections of a tomogram's particles, are 2-D and ingested.)
+    """
+    if "rlnImageDimensionality" not in df:
+        return
+    dim = pd.to_numeric(df["rlnImageDimensionality"], errors="coerce")
+    bad = (dim != 2) & dim.notna()
+    if bad.any():
+        i = int(np.argmax(bad.to_numpy()))
+        raise InputError(path, f"rlnImageDimensionality: row {i + 1} ({names[i]}): {dim.iloc[i]:g}-D "
+                               "particles (sub-tomograms) are not supported: cryofm ingests 2-D "
+                               "particle images")
+
+
+def read_star_particles(path: str | Path) -> pd.DataFrame:
+    """Particle table (see :mod:`cryofm.io.particles`) from a RELION particle STAR file.
+
+    ``_stack`` holds the stack names as written (resolved by :func:`cryofm.io.particles.read_particles`).
+    """
     path = Path(path)
     parts, optics = particle_block(read_star_blocks(path), path)
     df = merge_optics(parts, optics, path) if optics is not None else parts.reset_index(drop=True)
     if len(df) == 0:
         raise InputError(path, "STAR particle block has no rows")
+    names = df["rlnImageName"].astype(str).to_numpy()
+    check_dimensionality(df, names, path)
     out = pd.DataFrame(index=df.index)
     for col in df.columns:
         name = _strip(col)
         if name in schema.BY_NAME and name != "ImageName":
             out[name] = df[col].to_numpy()
-    psize = _pixel_size(df)
-    if psize is not None:
+    found = _pixel_size(df)
+    psize = None
+    if found is not None:
+        psize, key = found
+        check_pixel_size(psize, key, names, path)
         out["ImagePixelSize"] = psize.to_numpy()
     for axis in ("X", "Y"):
         if f"rlnOrigin{axis}Angst" not in df and f"rlnOrigin{axis}" in df:
             if psize is None:
                 raise InputError(path, f"rlnOrigin{axis} is in pixels but the file gives no pixel size")
             out[f"Origin{axis}Angst"] = pd.to_numeric(df[f"rlnOrigin{axis}"]).to_numpy() * psize.to_numpy()
-    meta_dir = path.resolve().parent
-    root_dir = Path(root).resolve() if root else None
-    names = df["rlnImageName"].astype(str).to_numpy()
     index = np.empty(len(names), dtype=np.int64)
     stacks = []
-    cache: dict[str, str] = {}
     for i, name in enumerate(names):
         idx, stack = parse_image_name(name, path)
         index[i] = idx
-        if stack not in cache:
-            cache[stack] = str(resolve_stack(stack, meta_dir, root_dir))
-        stacks.append(cache[stack])
+        stacks.append(stack)
     out["ImageName"] = names
     out["_index"] = index
     out["_stack"] = stacks

@@ -19,9 +19,14 @@ import timm
 import torch
 from torch import nn
 
+from cryofm.models import conv_stem  # registers timm's "convstem_vit"
 
-def is_rope(model_name: str) -> bool:
-    """True for the RoPE (DINOv3 / Eva) family, whose position encoding needs no interpolation."""
+
+def is_rope(model_name: str, base: str | None = None) -> bool:
+    """True for the RoPE (DINOv3 / Eva) family, whose position encoding needs no interpolation
+    (``base``: the ViT inside a ``convstem_vit``)."""
+    if model_name == conv_stem.NAME:
+        return is_rope(base or "vit_small_patch16_dinov3_qkvb")
     return "dinov3" in model_name or model_name.startswith("eva")
 
 
@@ -30,10 +35,19 @@ def backbone_kwargs(model_name: str, img_size: int, in_chans: int = 1, drop_path
     """The ``timm.create_model`` kwargs cryofm uses (also written to ``backbone.json``)."""
     kw: dict[str, Any] = {"img_size": int(img_size), "in_chans": int(in_chans), "num_classes": 0,
                           "drop_path_rate": float(drop_path_rate)}
-    if not is_rope(model_name):
+    if not is_rope(model_name, extra.get("base")):
         kw["dynamic_img_size"] = True
-    kw.update(extra)
+    kw.update({k: _plain(v) for k, v in extra.items()})
     return kw
+
+
+def _plain(value: Any) -> Any:
+    """Config values as plain Python (a ListConfig from Hydra must reach backbone.json as a list)."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    return list(value) if isinstance(value, tuple) else value
 
 
 def create_backbone(model_name: str, img_size: int = 224, in_chans: int = 1, drop_path_rate: float = 0.0,
@@ -44,7 +58,10 @@ def create_backbone(model_name: str, img_size: int = 224, in_chans: int = 1, dro
 
 
 def patch_size(model: nn.Module) -> int:
-    """Patch edge in pixels."""
+    """Patch edge in pixels (the stem's total stride for a ``convstem_vit``)."""
+    s = conv_stem.stride(model)
+    if s is not None:
+        return s
     ps = model.patch_embed.patch_size
     return int(ps[0] if isinstance(ps, (tuple, list)) else ps)
 

@@ -135,7 +135,14 @@ class SSLMetaArch(nn.Module):
         temp = float(self.cfg.student_temp)
         parts = {"dino_loss": dino_loss(s_cls, list(t_cls), temp)}
         parts["ibot_loss"] = ibot_loss(s["patch_logits"].float(), t_patch, masks, temp)
+        # the loss term is divided by every global crop (as in DINOv2) though only some are masked;
+        # ibot_ce is the cross-entropy per masked image, the number to compare with ln K
+        n_masked = masks.any(dim=-1).sum().clamp_min(1)
+        parts["ibot_ce"] = parts["ibot_loss"].detach() * masks.shape[0] / n_masked
         parts["koleo_loss"] = sum(koleo_loss(c) for c in s["cls"].chunk(n_g))
+        with torch.no_grad():  # how far the teacher's targets are from a uniform guess (ln K)
+            t_all = torch.cat(t_cls)
+            parts["dino_target_entropy"] = -(t_all * t_all.clamp_min(1e-30).log()).sum(-1).mean()
         w = self.cfg
         loss = (
             float(w.dino.loss_weight) * parts["dino_loss"]

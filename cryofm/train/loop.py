@@ -25,15 +25,17 @@ from cryofm.data.augment import multicrop_config
 from cryofm.data.pipeline import ParticleStream, make_loader, pixel_stats, train_urls
 from cryofm.models.attention import use_xformers
 from cryofm.models.export import export_backbone
+from cryofm.report.curves import plot_curves
+from cryofm.report.runlog import read_metrics, summarize_metrics
 from cryofm.ssl.ema import ema_update, paired_params
 from cryofm.ssl.meta_arch import SSLMetaArch
 from cryofm.ssl.schedules import make_schedules
 from cryofm.train import checkpoint as ck
 from cryofm.train import distributed as du
-from cryofm.train.curves import plot_curves
-from cryofm.train.optim import apply_schedule, make_optimizer
-from cryofm.train.runlog import RunLogger, read_metrics, summarize_metrics
+from cryofm.train.optim import apply_schedule, clip_gradients, make_optimizer
+from cryofm.train.runlog import RunLogger
 from cryofm.utils import atomic
+from cryofm.utils.threads import resolve_threads
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +130,9 @@ def _debug_dump(out: Path, rank: int, keys: list[str], arch: SSLMetaArch) -> Non
 def train(cfg: DictConfig) -> Path:
     """Run (or resume) pretraining described by ``cfg``; returns the run dir."""
     info = du.setup(cfg.dist.backend, cfg.dist.device)
-    if cfg.train.get("threads"):
-        torch.set_num_threads(int(cfg.train.threads))
+    threads = resolve_threads(cfg.train.get("threads"), int(cfg.data.num_workers))
+    if threads:
+        torch.set_num_threads(threads)
     out = Path(cfg.out)
     ckpt_dir = out / "checkpoints"
     torch.manual_seed(int(cfg.seed) + info.rank)
@@ -251,9 +254,7 @@ def train(cfg: DictConfig) -> Path:
                 raise FloatingPointError(f"non-finite loss at step {step}: {parts}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(
-                arch.student.parameters(), float(cfg.optim.clip_grad), foreach=True
-            )
+            gnorm = clip_gradients(arch.student, float(cfg.optim.clip_grad))
             optimizer.step()
             ema_update(s_params, t_params, v["momentum"])
             dt = time.perf_counter() - t_end

@@ -90,3 +90,15 @@ def apply_schedule(optimizer: torch.optim.Optimizer, lr: float, wd: float, last_
     for g in optimizer.param_groups:
         g["lr"] = (last_layer_lr if g["is_last_layer"] else lr) * g["lr_multiplier"]
         g["weight_decay"] = wd * g["wd_multiplier"]
+
+
+def clip_gradients(student: nn.Module, max_norm: float) -> float:
+    """Clip the gradient norm of each part of the student (backbone, DINO head, iBOT head) to
+    ``max_norm`` separately, as DINOv2 does (``for v in student.values(): v.clip_grad_norm_``); returns
+    the norm of all gradients together before clipping (what the log shows)."""
+    sq = 0.0
+    for part in student.children():
+        params = [p for p in part.parameters() if p.grad is not None]
+        if params:
+            sq += float(torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)) ** 2
+    return sq ** 0.5

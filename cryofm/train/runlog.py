@@ -1,5 +1,7 @@
 """Run logging: ``<run>/metrics.jsonl`` (one JSON line per step), wandb, and a console progress bar.
 
+Reading a run's log back (reports, sweeps, benches) is :mod:`cryofm.report.runlog`.
+
 wandb's ``mode`` comes from the config: ``online``, ``offline`` (files under ``<run>/wandb``, no
 network) or ``disabled``. A wandb failure (not installed, no network, no login) falls back to
 ``disabled`` with a warning: logging never stops training. Only rank 0 logs.
@@ -16,11 +18,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+from cryofm.report.runlog import METRICS
 from cryofm.utils import atomic
 
 log = logging.getLogger(__name__)
-
-METRICS = "metrics.jsonl"
 
 
 def truncate_metrics(run_dir: Path, start_step: int) -> None:
@@ -36,39 +37,6 @@ def truncate_metrics(run_dir: Path, start_step: int) -> None:
         except json.JSONDecodeError:  # a line torn by a kill
             continue
     atomic.write_text(p, "".join(k + "\n" for k in keep))
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """All records of ``<run>/metrics.jsonl``."""
-    p = Path(run_dir) / METRICS
-    out = []
-    for line in p.read_text().splitlines() if p.is_file() else []:
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
-
-
-def summarize_metrics(rows: list[dict[str, Any]], tail: float = 0.1) -> dict[str, Any]:
-    """Final numbers of a run for ``<run>/metrics.json`` (what sweep summaries tabulate).
-
-    Losses are the mean over the last ``tail`` fraction of the logged steps (at least one);
-    ``samples_per_s`` is the median over the steps after the first (which includes start-up).
-    """
-    if not rows:
-        return {}
-    n = max(1, int(round(len(rows) * tail)))
-    last = rows[-n:]
-    out: dict[str, Any] = {"steps": int(rows[-1]["step"]) + 1}
-    for k in ("loss", "dino_loss", "ibot_loss", "koleo_loss"):
-        if k in rows[-1]:
-            out[k] = {"first": float(rows[0][k]), "final": sum(float(r[k]) for r in last) / n}
-    speeds = sorted(float(r["samples_per_s"]) for r in rows[1:] if "samples_per_s" in r)
-    if speeds:
-        out["samples_per_s"] = speeds[len(speeds) // 2]
-    out["seconds"] = sum(float(r.get("step_time", 0.0)) for r in rows)
-    return out
 
 
 class RunLogger:

@@ -1,8 +1,9 @@
 """Training curves of a run as a PNG: ``<run>/curves.png`` from ``<run>/metrics.jsonl``.
 
 Panels: losses (total, DINO, iBOT, KoLeo), learning rates (backbone and last layer), weight decay,
-teacher EMA momentum and teacher temperature, each against the step, and the DINO loss alone
-against ln(prototypes), the value of a uniform guess (from the run's ``config.yaml``).
+teacher EMA momentum and teacher temperature, each against the step, and the DINO loss, the entropy
+of the teacher's targets and the iBOT cross-entropy per masked image against ln(prototypes), the
+value of a uniform guess (from the run's ``config.yaml``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from cryofm.train.runlog import read_metrics  # noqa: E402
+from cryofm.report.runlog import read_metrics  # noqa: E402
 from cryofm.utils import atomic  # noqa: E402
 
 PANELS = (
@@ -43,7 +44,11 @@ def plot_curves(run_dir: str | Path, out: str | Path | None = None):
             ax.legend(fontsize=7)
     ax = axes[len(PANELS)]
     if rows and "dino_loss" in rows[0]:
-        ax.plot(steps, [r["dino_loss"] for r in rows], lw=1, color="C1", label="dino_loss")
+        for i, (key, label) in enumerate((("dino_loss", "dino_loss"),
+                                          ("dino_target_entropy", "teacher target entropy"),
+                                          ("ibot_ce", "ibot CE per masked image"))):
+            if key in rows[0]:
+                ax.plot(steps, [r[key] for r in rows], lw=1, color=f"C{i + 1}", label=label)
         cfg_file = run_dir / "config.yaml"
         if cfg_file.is_file():
             import math
@@ -55,7 +60,7 @@ def plot_curves(run_dir: str | Path, out: str | Path | None = None):
                 ax.axhline(math.log(k["n_prototypes"]), ls="--", color="k", lw=0.8,
                            label=f"ln K (K = {k['n_prototypes']}): uniform guess")
         ax.legend(fontsize=7)
-    ax.set_title("DINO loss")
+    ax.set_title("DINO / iBOT against a uniform guess")
     ax.set_xlabel("step")
     with atomic.atomic_path(Path(out) if out else run_dir / "curves.png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
