@@ -34,7 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # command -> config keys naming what it writes (removed, or emptied of new entries, when it fails)
 OUTPUTS: dict[str, tuple[str, ...]] = {
     "ingest": ("out",), "merge": ("dataset",), "split": ("dataset",), "inspect": ("montage", "dataset"),
-    "simulate": ("out",), "maplabels": ("out",), "summarize": ("out", "sweep"),
+    "simulate": ("out",), "maplabels": ("out",), "summarize": ("out", "sweep"), "extract": ("out",),
+    "curate": ("out",),
 }
 
 

@@ -14,9 +14,9 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from cryofm.errors import InputError
+from cryofm.report.runlog import read_metrics
 from cryofm.train import checkpoint as ck
 from cryofm.train.loop import train
-from cryofm.train.runlog import read_metrics
 from cryofm.train.toydata import make_toy_dataset
 
 ROOT = Path(__file__).resolve().parents[1]

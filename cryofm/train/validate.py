@@ -47,7 +47,8 @@ def _train(cfg: Any) -> None:
                 "debug_dump"):
         c.boolean(cfg, f"train.{key}")
     c.choice(cfg, "train.attention", ATTENTION)
-    c.integer(cfg, "train.threads", 1, none_ok=True)
+    if c.value(cfg, "train.threads", None) != "auto":  # auto: the CPUs this process may use
+        c.integer(cfg, "train.threads", 1, none_ok=True)
     c.integer(cfg, "train.debug_preempt_at", 1, none_ok=True)
     c.choice(cfg, "dist.backend", BACKENDS)
     c.choice(cfg, "dist.device", DEVICES)

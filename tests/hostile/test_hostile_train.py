@@ -57,7 +57,9 @@ BAD_OPTIONS = [
     (["model.name=vit_smal_patch16_224"], "model.name", "unknown timm model"),
     (["+model.kwargs.bogus=1"], "model.kwargs", "bogus"),
     (["model.kwargs.num_heads=5"], "model.kwargs", "timm cannot create"),
-    (["data.image_size=40"], "data.image_size", "divisible by patch size"),
+    (["model.name=vit_small_patch16_dinov3_qkvb", "~model.kwargs.stem_channels", "~model.kwargs.base",
+      "data.image_size=40"], "data.image_size", "divisible by patch size"),
+    (["data.image_size=8"], "data.image_size", ">= 16"),
     (["ssl.centering=foo"], "ssl.centering", "sinkhorn_knopp, softmax"),
     (["ssl.n_global_crops=3"], "ssl.n_global_crops", "augment.global_crops.n"),
     (["ssl.ibot.mask_ratio=[0.5,0.1]"], "ssl.ibot.mask_ratio", "increasing"),
@@ -67,7 +69,7 @@ BAD_OPTIONS = [
     (["dist.strategy=foo"], "dist.strategy", "ddp, fsdp, none"),
     (["dist.backend=mpi"], "dist.backend", "auto, gloo, nccl"),
     (["train.threads=-1"], "train.threads", ">= 1"),
-    (["train.threads=many"], "train.threads", "integer"),
+    (["train.threads=all"], "train.threads", "integer"),
     (["train.checkpoint_every=0"], "train.checkpoint_every", ">= 1"),
     (["train.max_steps=0"], "train.max_steps", ">= 1"),
     (["train.keep_last=-2"], "train.keep_last", ">= 0"),
@@ -81,7 +83,7 @@ BAD_OPTIONS = [
 ]
 
 
-@pytest.mark.parametrize("extra, key, problem", BAD_OPTIONS, ids=[b[0][0] for b in BAD_OPTIONS])
+@pytest.mark.parametrize("extra, key, problem", BAD_OPTIONS, ids=[b[0][-1] for b in BAD_OPTIONS])
 def test_bad_option_value(capsys, train_main, toy, tmp_path, extra, key, problem):
     line = _fail(capsys, train_main, toy, tmp_path, extra, f"{key}: ", problem)
     assert line.startswith(f"train.py: error: {key}: ")
