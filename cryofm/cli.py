@@ -2,8 +2,11 @@
 
 Each command's configuration is Hydra-composed from ``configs/<command>.yaml`` and takes the same
 ``key=value`` overrides (and ``+key=value`` additions) as ``train.py``. ``cryofm <command> --cfg``
-prints the composed config without running. Bad input (:class:`cryofm.errors.InputError`) is
-printed as one line naming the file and the problem, with exit status 2.
+prints the composed config without running. Bad input — a wrong option value, a malformed or
+missing file, an unwritable output, an OS error — is printed as one line
+``cryofm <command>: error: <file or key>: <problem>`` with exit status 2, and what the failed run
+created in its output folder is removed (:mod:`cryofm.utils.errors`); ``--debug`` (or
+``CRYOFM_DEBUG=1``) shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -28,9 +31,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "curate": ("cryofm.curate.command:command", "sequence clusters (MMseqs2), representatives per cluster"),
 }
 
+# command -> config keys naming what it writes (removed, or emptied of new entries, when it fails)
+OUTPUTS: dict[str, tuple[str, ...]] = {
+    "ingest": ("out",), "merge": ("dataset",), "split": ("dataset",), "inspect": ("montage", "dataset"),
+    "simulate": ("out",), "maplabels": ("out",), "summarize": ("out", "sweep"), "extract": ("out",),
+    "curate": ("out",),
+}
+
 
 def _usage() -> str:
-    lines = ["usage: cryofm <command> [key=value ...] [--cfg]", "", "commands:"]
+    lines = ["usage: cryofm <command> [key=value ...] [--cfg] [--debug]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -55,47 +65,43 @@ def compose(command: str, overrides: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cryofm`` console script; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    from cryofm.utils.errors import OutputGuard, debug_requested, exit_status, guarded
+
+    argv, debug = debug_requested(list(sys.argv[1:] if argv is None else argv))
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        print(f"cryofm: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+        print(f"cryofm: error: {command}: unknown command (one of {', '.join(COMMANDS)}; "
+              "cryofm --help)", file=sys.stderr)
         return 2
     show_cfg = "--cfg" in rest
     overrides = [a for a in rest if a != "--cfg"]
+    prog = f"cryofm {command}"
 
+    def body() -> object:
+        guard = OutputGuard()
+        with guarded(prog, guard, debug=debug):
+            cfg = compose(command, overrides)
+            if show_cfg:
+                from omegaconf import OmegaConf
+
+                print(OmegaConf.to_yaml(cfg))
+                return 0
+            for key in OUTPUTS.get(command, ()):
+                value = cfg.get(key) if key in cfg and not _missing(cfg, key) else None
+                if isinstance(value, (str, Path)):
+                    guard.watch(value)
+            return _resolve(COMMANDS[command][0])(cfg)
+
+    return exit_status(body)
+
+
+def _missing(cfg, key: str) -> bool:
     from omegaconf import OmegaConf
 
-    from cryofm.errors import InputError
-
-    try:
-        cfg = compose(command, overrides)
-    except Exception as exc:  # Hydra's override / missing-key errors
-        print(f"cryofm {command}: bad arguments: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
-    if show_cfg:
-        print(OmegaConf.to_yaml(cfg))
-        return 0
-    try:
-        result = _resolve(COMMANDS[command][0])(cfg)
-    except InputError as exc:
-        print(f"cryofm {command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"cryofm {command}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `cryofm inspect ... | head`: the reader left; not an error
-        import contextlib
-        import os
-
-        # point stdout at /dev/null so that flushing at exit raises no second error (unless stdout is
-        # not a file, e.g. captured)
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    return int(result) if isinstance(result, int) else 0
+    return OmegaConf.is_missing(cfg, key)
 
 
 if __name__ == "__main__":

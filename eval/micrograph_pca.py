@@ -4,7 +4,8 @@
         checkpoint=<run dir or backbone file> out=<dir>
 
 Writes ``out/<stem>.png`` (micrograph | PCA RGB | k-means) and ``out/pca/<stem>.png`` per micrograph.
-See ``configs/micrograph_pca.yaml`` and ``docs/picking.md``.
+See ``configs/micrograph_pca.yaml`` and ``docs/picking.md``. Bad input stops with one line
+``eval/micrograph_pca.py: error: <file or key>: <problem>``, exit status 2.
 """
 
 from __future__ import annotations
@@ -15,21 +16,32 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without install
 
-from cryofm.errors import InputError  # noqa: E402
-from cryofm.picking.micrograph_pca import run_micrograph_pca  # noqa: E402
+from cryofm.picking.validate import check_micrograph_pca  # noqa: E402
+from cryofm.utils import hydra_app  # noqa: E402
+
+PROG = "eval/micrograph_pca.py"
 
 
-@hydra.main(config_path="../configs", config_name="micrograph_pca", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    try:
-        written = run_micrograph_pca(cfg)
-    except InputError as exc:
-        print(f"eval/micrograph_pca.py: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+def _run(cfg: DictConfig) -> None:
+    from cryofm.picking.micrograph_pca import run_micrograph_pca
+
+    written = run_micrograph_pca(cfg)
     print(f"{len(written)} PCA images -> {cfg.out}")
 
 
+@hydra.main(config_path="../configs", config_name="micrograph_pca", version_base="1.3")
+def hydra_main(cfg: DictConfig) -> None:
+    hydra_app.guarded_job(PROG, cfg, _run, validate=check_micrograph_pca)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python eval/micrograph_pca.py [overrides] [--debug]``; returns the exit status."""
+    return hydra_app.run(PROG, ROOT / "configs", "micrograph_pca", _run, argv, validate=check_micrograph_pca,
+                         hydra_main=hydra_main)
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

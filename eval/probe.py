@@ -3,6 +3,7 @@
     python eval/probe.py checkpoint=<run dir or backbone.safetensors> data=<dataset dir> out=<dir>
 
 Writes ``out/report.html``, ``out/report.md`` and ``out/metrics.json``; see ``configs/probe/probe.yaml``.
+Bad input stops with one line ``eval/probe.py: error: <file or key>: <problem>``, exit status 2.
 """
 
 from __future__ import annotations
@@ -13,23 +14,31 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without install
 
-from cryofm.errors import InputError  # noqa: E402
-from cryofm.probe.inputs import check_inputs  # noqa: E402
+from cryofm.probe.inputs import check_probe  # noqa: E402
+from cryofm.utils import hydra_app  # noqa: E402
+
+PROG = "eval/probe.py"
+
+
+def _run(cfg: DictConfig) -> None:
+    from cryofm.probe.run import run_probe  # the heavy imports, after the checks
+
+    run_probe(cfg)
 
 
 @hydra.main(config_path="../configs/probe", config_name="probe", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    try:
-        check_inputs(cfg)  # fails fast, before the heavy imports
-        from cryofm.probe.run import run_probe
+def hydra_main(cfg: DictConfig) -> None:
+    hydra_app.guarded_job(PROG, cfg, _run, validate=check_probe)
 
-        run_probe(cfg)
-    except InputError as exc:
-        print(f"eval/probe.py: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+
+def main(argv: list[str] | None = None) -> int:
+    """``python eval/probe.py [overrides] [--debug]``; returns the exit status."""
+    return hydra_app.run(PROG, ROOT / "configs" / "probe", "probe", _run, argv, validate=check_probe,
+                         hydra_main=hydra_main)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -15,10 +15,11 @@ cryofm_requeue() {
   scontrol requeue "${SLURM_JOB_ID}"
 }
 
-# run CMD...: echo it under DRY_RUN=1, else run it in the background and wait (so traps fire).
+# run CMD...: print it (shell-quoted, one line) under DRY_RUN=1, else run it in the background and
+# wait (so traps fire). Arguments stay whole: a quoted `wandb.name="my run"` is one argument.
 cryofm_run() {
   if [[ "${DRY_RUN:-0}" == "1" ]]; then
-    echo "$*"
+    "$PYTHON" -c 'import shlex, sys; print(shlex.join(sys.argv[1:]))' "$@"
     return 0
   fi
   trap cryofm_requeue USR1

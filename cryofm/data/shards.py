@@ -17,12 +17,11 @@ import json
 import os
 import shutil
 import tarfile
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from cryofm.data import format as fmt
-from cryofm.utils.atomic import write_json
+from cryofm.utils.atomic import create_temp, write_json
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -215,7 +214,7 @@ class ShardWriter:
         """
         if self._open is None:
             path = self.root / fmt.shard_relpath(self.experiment, len(self.shards))
-            fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+            fd, tmp = create_temp(path)  # mode 0666 minus the umask, as the final shard
             # stays open across add() calls until the shard is full: closed in _close_shard / abort
             fh = os.fdopen(fd, "wb")
             self._open = (Path(tmp), fh, _HashingFile(fh))

@@ -137,9 +137,9 @@ class FeatureCache:
                 want_records=not have_r,
             )
             computed = True
-        x = np.load(fdir / FEATURES)
-        uids = np.load(fdir / UIDS)
-        with np.load(rdir / RECORDS) as z:
+        x = np.load(fdir / FEATURES, allow_pickle=False)
+        uids = np.load(fdir / UIDS, allow_pickle=False)
+        with np.load(rdir / RECORDS, allow_pickle=False) as z:
             records = {k: z[k] for k in z.files}
         if len(records["uid"]) != len(uids) or not np.array_equal(records["uid"], uids):
             raise RuntimeError(f"{fdir}: cached uids disagree with {rdir} (delete both to recompute)")
@@ -176,7 +176,7 @@ class FeatureCache:
         for i, url in enumerate(bar):
             part = parts / f"{i:06d}.npz"
             if part.is_file():  # resumed: this shard is done
-                with np.load(part) as z:
+                with np.load(part, allow_pickle=False) as z:
                     piece = {k: z[k] for k in z.files}
                 seen.update(piece[REC + "experiment"].tolist())
             else:

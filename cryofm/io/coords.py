@@ -13,13 +13,24 @@ Every function here speaks **centres in micrograph pixels**, ``xy[:, 0]`` = x = 
 ``csv``    ``.csv``            CryoPPP: ``X-Coordinate,Y-Coordinate,Diameter`` (centres), plus
                                ``Confidence-Score`` when scores are given
 ``topaz``  ``.txt``, ``.tsv``  topaz: ``image_name  x_coord  y_coord  score`` (centres), tab separated
+``cbox``   ``.cbox``           crYOLO (≥ 1.8, a STAR file): ``data_cryolo`` with ``_CoordinateX``,
+                               ``_CoordinateY`` = lower-left corner of the box like EMAN ``.box``,
+                               ``_Width``, ``_Height`` (box), ``_EstWidth``, ``_EstHeight``
+                               (estimated particle size), ``_Confidence`` (score); ``_CoordinateZ``,
+                               ``_Depth``, ``_NumBoxes``, ``_Angle`` are ``<NA>`` for 2-D particles
 ``mask``   ``.png`` ``.tif``…  filled-disk mask (white = particle): centres from connected
                                components, merged disks split at distance-transform peaks
 =========  ==================  ==================================================================
 
 Files with picks of several micrographs (STAR with ``rlnMicrographName``, topaz with ``image_name``)
 are read whole by :func:`read_picks` or per micrograph by :func:`read_picks_by_micrograph`.
-Scores absent from a file come back as NaN.
+Scores absent from a file come back as NaN. RELION's project layout (``coordinate_files.star`` and
+the ``Movies/<mic>_autopick.star`` tree) is :mod:`cryofm.io.relion_coords`.
+
+The ``.cbox`` corner convention was checked against crYOLO's own tools (not documented in crYOLO's
+manual): napari-boxmanager's cbox reader takes the centre as ``_CoordinateX + _Width / 2`` and its
+writer (like TomoTwin's) writes ``centre − box / 2``. crYOLO's ``_Confidence`` is a probability;
+cryofm writes its picker's score there (higher = more confident, not limited to [0, 1]).
 """
 
 from __future__ import annotations
@@ -34,10 +45,12 @@ from scipy import ndimage as ndi
 from cryofm.errors import InputError
 from cryofm.utils import atomic
 
-FORMATS = ("star", "box", "csv", "topaz")
-SUFFIXES = {".star": "star", ".box": "box", ".csv": "csv", ".txt": "topaz", ".tsv": "topaz",
+FORMATS = ("star", "box", "csv", "topaz", "cbox")
+SUFFIXES = {".star": "star", ".box": "box", ".csv": "csv", ".txt": "topaz", ".tsv": "topaz", ".cbox": "cbox",
             ".png": "mask", ".tif": "mask", ".tiff": "mask", ".jpg": "mask", ".jpeg": "mask"}
-EXTENSION = {"star": ".star", "box": ".box", "csv": ".csv", "topaz": ".txt"}
+EXTENSION = {"star": ".star", "box": ".box", "csv": ".csv", "topaz": ".txt", "cbox": ".cbox"}
+_CBOX = ("_CoordinateX", "_CoordinateY", "_CoordinateZ", "_Width", "_Height", "_Depth", "_EstWidth",
+         "_EstHeight", "_Confidence", "_NumBoxes", "_Angle")
 
 _CSV_X, _CSV_Y, _CSV_D, _CSV_S = "X-Coordinate", "Y-Coordinate", "Diameter", "Confidence-Score"
 _TOPAZ = ("image_name", "x_coord", "y_coord", "score")
@@ -70,9 +83,9 @@ def write_picks(path: str | Path, xy: np.ndarray, fmt: str | None = None, scores
 
     Args:
         path: output file; ``fmt`` is inferred from its suffix when not given.
-        fmt: ``star``, ``box``, ``csv`` or ``topaz``.
-        scores: [N] figure of merit (higher = more confident); STAR, CSV and topaz keep it.
-        diameter: particle diameter in px; required by ``box`` (box edge) and ``csv``.
+        fmt: ``star``, ``box``, ``csv``, ``topaz`` or ``cbox``.
+        scores: [N] figure of merit (higher = more confident); STAR, CSV, topaz and cbox keep it.
+        diameter: particle diameter in px; required by ``box`` and ``cbox`` (box edge) and ``csv``.
         micrograph: micrograph file name recorded in STAR (``rlnMicrographName``) and topaz
             (``image_name``, the stem as topaz writes it).
     """
@@ -85,7 +98,7 @@ def write_picks(path: str | Path, xy: np.ndarray, fmt: str | None = None, scores
     s = None if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
     if s is not None and len(s) != n:
         raise ValueError(f"{len(s)} scores for {n} picks")
-    if fmt in ("box", "csv") and diameter is None:
+    if fmt in ("box", "csv", "cbox") and diameter is None:
         raise ValueError(f"the {fmt} format needs the particle diameter (box size) in px")
 
     if fmt == "star":
@@ -102,6 +115,15 @@ def write_picks(path: str | Path, xy: np.ndarray, fmt: str | None = None, scores
         d = float(diameter)
         rows = [f"{_num(x - d / 2)}\t{_num(y - d / 2)}\t{_num(d)}\t{_num(d)}" for x, y in xy]
         text = "\n".join(rows) + ("\n" if rows else "")
+    elif fmt == "cbox":
+        d = _num(float(diameter))
+        lines = ["", "data_global", "", "_cbox_format_version 1.0", "", "data_cryolo", "", "loop_"]
+        lines += [f"{c} #{i}" for i, c in enumerate(_CBOX, start=1)]
+        for i, (x, y) in enumerate(xy):
+            conf = "<NA>" if s is None else f"{s[i]:.6g}"
+            lines.append(" ".join([_num(x - float(diameter) / 2), _num(y - float(diameter) / 2), "<NA>", d, d,
+                                   "<NA>", d, d, conf, "<NA>", "<NA>"]))
+        text = "\n".join(lines) + "\n"
     elif fmt == "csv":
         cols = [_CSV_X, _CSV_Y, _CSV_D] + ([_CSV_S] if s is not None else [])
         lines = [",".join(cols)]
@@ -136,6 +158,18 @@ def _read_table(path: Path, fmt: str) -> pd.DataFrame:
                 if "rlnAutopickFigureOfMerit" in b else np.nan,
                 "micrograph": b["rlnMicrographName"].astype(str) if "rlnMicrographName" in b else "",
             })
+        if fmt == "cbox":
+            data = starfile.read(path, always_dict=True)
+            b = data.get("cryolo")
+            if not isinstance(b, pd.DataFrame) or "CoordinateX" not in b or "CoordinateY" not in b:
+                raise InputError(path, "crYOLO .cbox needs a data_cryolo table with _CoordinateX / "
+                                       "_CoordinateY / _Width / _Height")
+            num = {c: pd.to_numeric(b[c], errors="coerce") for c in ("CoordinateX", "CoordinateY")}
+            w = pd.to_numeric(b["Width"], errors="coerce") if "Width" in b else 0.0
+            h = pd.to_numeric(b["Height"], errors="coerce") if "Height" in b else 0.0
+            score = pd.to_numeric(b["Confidence"], errors="coerce") if "Confidence" in b else np.nan
+            return pd.DataFrame({"x": num["CoordinateX"] + w / 2, "y": num["CoordinateY"] + h / 2,
+                                 "score": score, "micrograph": ""})
         if fmt == "box":
             if path.stat().st_size == 0 or not path.read_text().strip():
                 return pd.DataFrame({"x": [], "y": [], "score": [], "micrograph": []})

@@ -9,6 +9,53 @@ from omegaconf import DictConfig, OmegaConf
 from cryofm.errors import InputError
 from cryofm.maps.batch import default_id, finalize, read_table, run_batch
 from cryofm.maps.pipeline import LabelOptions
+from cryofm.utils import checks as c
+
+ATOM_VOXEL = ("round", "ceil")
+NORMALIZE = ("percentile", "zscore", "none")
+ON_ERROR = ("skip", "raise")
+
+
+def check_maplabels(cfg: DictConfig) -> None:
+    """Types, ranges and choices of ``configs/maplabels/maplabels.yaml``; InputError names the key."""
+    c.writable_output(cfg, "out")
+    if c.value(cfg, "table", None) is not None:
+        c.existing_file(cfg, "table", "pairs table", (".csv",))
+    for key, what in (("map", "map"), ("model", "atomic model")):
+        if c.value(cfg, key, None) is not None:
+            c.existing_file(cfg, key, what)
+    c.text(cfg, "name")
+    c.number(cfg, "resolution", 0, lo_open=True, none_ok=True)
+    c.number(cfg, "contour", none_ok=True)
+    c.boolean(cfg, "overwrite")
+    c.choice(cfg, "on_error", ON_ERROR, none_ok=True)
+    c.number(cfg, "voxel_size", 0, lo_open=True)
+    c.integer(cfg, "interp_order", 0, 5)
+    c.boolean(cfg, "assembly")
+    c.number(cfg, "simulator.resolution", 0, lo_open=True, none_ok=True)
+    c.number(cfg, "simulator.sigma_factor", 0, lo_open=True, none_ok=True)
+    c.number(cfg, "labels.radius", 0, lo_open=True)
+    c.choice(cfg, "labels.atom_voxel", ATOM_VOXEL)
+    c.number(cfg, "check.volume_per_atom", 0, lo_open=True)
+    c.number(cfg, "check.min_inside", 0, 1)
+    c.number(cfg, "fsc.mask_radius", 0)
+    c.number(cfg, "fsc.mask_edge", 0)
+    c.boolean(cfg, "cubes.enabled")
+    size = c.integer(cfg, "cubes.size", 4)
+    overlap = c.integer(cfg, "cubes.overlap", 0)
+    if overlap >= size:
+        raise InputError("cubes.overlap", f"must be smaller than cubes.size ({overlap} >= {size})")
+    c.boolean(cfg, "cubes.keep_empty")
+    c.choice(cfg, "cubes.normalize", NORMALIZE)
+    c.integer(cfg, "cubes.shard_size", 1)
+    c.integer(cfg, "split.seed", 0)
+    fr = c.value(cfg, "split.fractions", None)
+    if fr is not None:
+        if not hasattr(fr, "items") or set(fr) - {"train", "val", "heldout"}:
+            raise InputError("split.fractions", f"must map train / val / heldout to fractions (got {fr!r})")
+        vals = [c.number(cfg, f"split.fractions.{k}", 0, 1) for k in fr]
+        if not sum(vals) > 0:
+            raise InputError("split.fractions", f"must not all be 0 (got {dict(fr)})")
 
 
 def maplabels(cfg: DictConfig) -> int:
@@ -18,7 +65,8 @@ def maplabels(cfg: DictConfig) -> int:
     ``table=<pairs.csv> out=<dir>``. Exit status 1 when some pairs of a batch were skipped.
     """
     if not cfg.get("out"):
-        raise InputError(None, "out=<dir> is required")
+        raise InputError("out", "a value is required: out=<dir>")
+    check_maplabels(cfg)
     out = Path(cfg.out)
     opts = LabelOptions.from_cfg(cfg)
     if cfg.get("table"):

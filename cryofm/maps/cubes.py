@@ -126,6 +126,6 @@ def write_cube_shards(out_dir: str | Path, map_id: str, arrays: dict[str, np.nda
 
 def read_cube(sample: dict) -> dict:
     """Decode one raw WebDataset sample (bytes values) into arrays and its JSON record."""
-    out = {k: np.load(io.BytesIO(sample[f"{k}.npy"])) for k in ARRAY_KEYS}
+    out = {k: np.load(io.BytesIO(sample[f"{k}.npy"]), allow_pickle=False) for k in ARRAY_KEYS}
     out["json"] = json.loads(sample["json"])
     return out

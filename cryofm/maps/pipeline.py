@@ -15,7 +15,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from cryofm.maps.placement import fraction_inside, volume_contour
 from cryofm.maps.plots import plot_fsc, plot_slices
 from cryofm.maps.resample import resample
 from cryofm.maps.simulate_map import MOLMAP_SIGMA_FACTOR, SIMULATOR_NAME, simulate_map
+from cryofm.utils import atomic
 
 FSC_THRESHOLDS = (0.5, 0.143)
 
@@ -166,7 +166,7 @@ def label_pair(map_path: str | Path, model_path: str | Path, out: str | Path, ma
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(f".tmp-{map_id}.*"):  # left by a killed run of this map
         shutil.rmtree(stale, ignore_errors=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".tmp-{map_id}.", dir=out))
+    stage = atomic.temp_dir(f".tmp-{map_id}.", out)  # mode 0777 minus the umask
     try:
         write_map(stage / names["map"], grid)
         write_map(stage / names["simulated"], grid.like(simulated))
@@ -207,8 +207,6 @@ def label_pair(map_path: str | Path, model_path: str | Path, out: str | Path, ma
             "files": names,
         }
         (stage / names["summary"]).write_text(json.dumps(summary, indent=2) + "\n")
-        for path in [stage, *stage.rglob("*")]:  # mkdtemp / mkstemp create owner-only modes
-            path.chmod(0o755 if path.is_dir() else 0o644)
         if final.exists():
             shutil.rmtree(final)
         os.replace(stage, final)

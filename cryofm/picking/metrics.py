@@ -67,13 +67,14 @@ def score_micrographs(picks: Sequence[np.ndarray], truths: Sequence[np.ndarray],
 
 
 def pr_curve(picks: Sequence[np.ndarray], scores: Sequence[np.ndarray], truths: Sequence[np.ndarray],
-             radius: float, n_thresholds: int = 100) -> dict:
+             radius: float, n_thresholds: int = 100, extra_thresholds: Sequence[float] = ()) -> dict:
     """Pooled precision-recall over a score threshold shared by all micrographs.
 
     Thresholds are the ``n_thresholds`` quantiles of all pick scores (plus every distinct score when
-    there are fewer). Returns arrays ``threshold``, ``precision``, ``recall``, ``f1`` (threshold
-    ascending = recall descending), ``ap`` (area under the interpolated curve) and ``best`` (F1,
-    precision, recall and threshold of the best F1).
+    there are fewer) and the finite ``extra_thresholds`` (e.g. the picker's own). Returns arrays
+    ``threshold``, ``precision``, ``recall``, ``f1`` (threshold ascending = recall descending),
+    ``ap`` (area under the interpolated curve) and ``best`` (F1, precision, recall and threshold of
+    the best F1).
     """
     all_s = np.concatenate([np.asarray(s, float).reshape(-1) for s in scores]) if scores else np.zeros(0)
     n_truth = int(sum(len(t) for t in truths))
@@ -84,7 +85,8 @@ def pr_curve(picks: Sequence[np.ndarray], scores: Sequence[np.ndarray], truths: 
     uniq = np.unique(all_s)
     if len(uniq) > n_thresholds:
         uniq = np.unique(np.quantile(all_s, np.linspace(0, 1, n_thresholds)))
-    ths = uniq
+    extra = np.asarray([t for t in extra_thresholds if np.isfinite(t)], float)
+    ths = np.unique(np.concatenate([uniq, extra])) if extra.size else uniq
     prec, rec = np.zeros(len(ths)), np.zeros(len(ths))
     for k, th in enumerate(ths):
         tp = npk = 0

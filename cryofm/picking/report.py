@@ -3,7 +3,8 @@
 For every picker computed (the chosen one and the DoG baseline): pooled and per-micrograph
 precision / recall / F1 at the picker's **own** threshold (labelled ``operating``), the pooled PR
 curve over a shared score threshold with its AP and **best** F1 (labelled ``best``, an oracle
-threshold, reported for comparison only), and CryoSegNet's pixel precision / recall / Dice of picks
+threshold, reported for comparison only; the sweep includes the picker's own thresholds, so it is
+never below the own-threshold F1), and CryoSegNet's pixel precision / recall / Dice of picks
 drawn as disks against the expert mask (or expert disks when the truth is coordinates).
 """
 
@@ -42,14 +43,21 @@ def score_picker(names: list[str], results: dict, truths: dict[str, Truth], pick
     picks = [results[n][f"{picker}_xy"] for n in names]
     gts = [truths[n].xy for n in names]
     op = score_micrographs(picks, gts, radius, names)
+    own = [float(results[n][f"{picker}_threshold"]) for n in names]
     curve = pr_curve([results[n][f"{picker}_cand_xy"] for n in names],
-                     [results[n][f"{picker}_cand_scores"] for n in names], gts, radius)
+                     [results[n][f"{picker}_cand_scores"] for n in names], gts, radius, extra_thresholds=own)
+    best_note = ("best F1 over one score threshold shared by all micrographs, the picker's own among them "
+                 "(chosen with the ground truth: an upper bound)")
+    if op["pooled"]["f1"] > curve["best"]["f1"]:  # per-micrograph own thresholds beat every shared one
+        p = op["pooled"]
+        curve["best"] = {"f1": p["f1"], "precision": p["precision"], "recall": p["recall"], "threshold": None}
+        best_note = ("the picker's own per-micrograph thresholds: better than any one shared threshold "
+                     "(the oracle sweep includes them, so best F1 >= own-threshold F1)")
     seconds = float(sum(float(results[n][f"{picker}_seconds"]) for n in names))
     return {
         "operating": {**op, "thresholds": {n: float(results[n][f"{picker}_threshold"]) for n in names},
                       "note": "the threshold the picker chose by itself (Otsu on its own candidate scores)"},
-        "best": {**curve["best"], "note": "best F1 over one score threshold shared by all micrographs "
-                                          "(chosen with the ground truth: an upper bound)"},
+        "best": {**curve["best"], "note": best_note},
         "ap": curve["ap"],
         "pixel": _pixel_metrics(names, results, truths, picker, d),
         "seconds_per_micrograph": seconds / max(len(names), 1),
@@ -78,6 +86,30 @@ def score_and_report(cfg: DictConfig, mics: list[Path], results: dict, truths: d
     if cfg.get("report", True):
         _report(mics, names, results, truths, d, radius, out, scored, curves, cfg)
     return metrics
+
+
+def report_unscored(cfg: DictConfig, mics: list[Path], results: dict, d: float, out: Path,
+                    picker: str) -> None:
+    """Without ground truth: ``out/report.{html,md}`` with the picks per micrograph and overlays."""
+    from cryofm.report import Report
+
+    first = results[mics[0].stem] if mics else {}
+    pickers = [picker] + [p for p in ("features", "dog") if p != picker and f"{p}_xy" in first]
+    rep = Report("Particle picking (no ground truth)",
+                 f"{len(mics)} micrographs, particle diameter {d:g} px, checkpoint {cfg.get('checkpoint')}")
+    rep.table([{"micrograph": m.stem, **{f"{p} picks": len(results[m.stem][f"{p}_xy"]) for p in pickers}}
+               for m in mics], caption="picks at each picker's own threshold (exported: " + picker + ")")
+    rep.heading("Overlays")
+    for m in mics[: int(cfg.get("max_overlays", 12))]:
+        res = results[m.stem]
+        img = read_micrograph(m)
+        rgb = None
+        if "rgb" in res:
+            x0, y0, step = (float(v) for v in res["grid"])
+            rgb = grid_to_image(res["rgb"], x0, y0, step, img.shape, order=0)
+        fig = overlay_figure(img, {p: res[f"{p}_xy"] for p in pickers}, None, d, 0.0, rgb)
+        rep.figure(fig, f"overlay_{m.stem}", caption=f"{m.stem}: picks (blue) at the picker's own threshold")
+    rep.write(out)
 
 
 def _report(mics, names, results, truths, d, radius, out, scored, curves, cfg) -> None:

@@ -3,8 +3,12 @@
 Per micrograph (cached in ``out/cache/<stem>.npz`` so an interrupted run resumes):
 the DoG score map and picks (always: the classical baseline of every report), and with a checkpoint
 the window features, their PCA image and the PC1 score map and picks. Picks of the chosen
-``picker`` go to ``out/picks/<stem>.{star,box,csv,txt}``. With ``ground_truth``: ``out/metrics.json``
-and ``out/report.{html,md}`` (see :mod:`cryofm.picking.report`).
+``picker`` go to ``out/picks/<stem>.{star,box,csv,txt,cbox}`` and, with ``relion`` among the
+formats, to RELION's layout in ``out`` (``coordinate_files.star`` + ``Movies/<mic>_autopick.star``,
+:mod:`cryofm.io.relion_coords`), all multiplied by ``coord_scale`` (picks made on binned
+micrographs written at full size). With ``ground_truth``: ``out/metrics.json`` and
+``out/report.{html,md}`` (see :mod:`cryofm.picking.report`); without: ``out/summary.json`` and a
+report with the overlays.
 """
 
 from __future__ import annotations
@@ -22,14 +26,14 @@ from tqdm.auto import tqdm
 from cryofm.errors import InputError
 from cryofm.features.sliding import micrograph_features
 from cryofm.io.coords import EXTENSION, write_picks
-from cryofm.io.micrograph import list_micrographs, read_micrograph
+from cryofm.io.micrograph import read_micrograph
+from cryofm.io.relion_coords import write_relion_coordinates
 from cryofm.models.export import resolve_backbone_file
 from cryofm.picking.dog import dog_score_map
 from cryofm.picking.pca import feature_score_map, kmeans_map, pca_rgb
 from cryofm.picking.picker import pick
+from cryofm.picking.validate import FORMATS, PICKERS, check_common  # noqa: F401  (re-exported)
 from cryofm.utils import atomic
-
-PICKERS = ("features", "dog")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -48,27 +52,12 @@ def load_model(checkpoint: str | None, device: str = "auto") -> tuple[Any, dict]
     return load_backbone(checkpoint, device=resolve_device(device))
 
 
-def check_common(cfg: DictConfig) -> tuple[list[Path], float, Path]:
-    """Micrograph list, diameter (px) and output folder, validated (InputError on bad values)."""
-    if cfg.get("micrographs") in (None, "???"):
-        raise InputError(None, "micrographs=<dir or glob> is required")
-    mics = list_micrographs(cfg.micrographs)
-    try:
-        d = float(cfg.diameter)
-    except (TypeError, ValueError) as exc:
-        raise InputError(None, f"diameter={cfg.get('diameter')!r} must be a number of micrograph px") from exc
-    if not d > 2:
-        raise InputError(None, f"diameter={d} px is too small (particle diameter in micrograph px)")
-    stems = [m.stem for m in mics]
-    if len(set(stems)) != len(stems):
-        raise InputError(cfg.micrographs, "two micrographs share a file stem (outputs are named by stem)")
-    return mics, d, Path(str(cfg.out))
-
-
 def feature_kwargs(cfg: DictConfig, meta: dict) -> dict[str, Any]:
     """Keyword arguments of :func:`micrograph_features` from the ``features`` config group."""
     f = cfg.features
-    invert = str(cfg.contrast) != str(meta.get("particle_contrast", cfg.model_contrast))
+    # backbone.json's particle_contrast wins ("bright"; "protein_bright" is read as the same)
+    seen = str(meta.get("particle_contrast", cfg.model_contrast)).removeprefix("protein_")
+    invert = str(cfg.contrast) != seen
     return {"path": str(f.path), "box_factor": float(f.box_factor), "stride": f.stride,
             "shifts": int(f.shifts), "batch_size": int(f.batch_size),
             "tile": None if f.tile is None else int(f.tile), "invert": invert,
@@ -131,7 +120,7 @@ def _cached(path: Path, d: float, cfg: DictConfig, model, meta, cache_dir: Path)
     f = cache_dir / f"{path.stem}.npz"
     key = cache_key(path, d, cfg)
     if f.is_file() and cfg.get("resume", True):
-        with np.load(f) as z:
+        with np.load(f, allow_pickle=False) as z:  # a cache file runs no code
             res = dict(z)
         if str(res.get("key", "")) == key and (model is None or "features_xy" in res):
             return res
@@ -159,17 +148,30 @@ def run_pick(cfg: DictConfig) -> dict:
     model, meta = load_model(cfg.get("checkpoint"), str(cfg.device))
     results: dict[str, dict[str, np.ndarray]] = {}
     formats = list(cfg.formats)
+    scale = float(cfg.get("coord_scale") or 1.0)  # exported coordinates only: scoring stays in these px
+    relion: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
     for path in tqdm(mics, desc="micrographs", disable=not cfg.get("progress", True)):
         res = _cached(path, d, cfg, model, meta, out / "cache")
         results[path.stem] = res
+        xy, scores = res[f"{picker}_xy"] * scale, res[f"{picker}_scores"]
         for fmt in formats:
-            write_picks(out / "picks" / f"{path.stem}{EXTENSION[fmt]}", res[f"{picker}_xy"], fmt=fmt,
-                        scores=res[f"{picker}_scores"], diameter=d, micrograph=path.name)
-    summary = {"picker": picker, "diameter_px": d, "n_micrographs": len(mics),
+            if fmt != "relion":
+                write_picks(out / "picks" / f"{path.stem}{EXTENSION[fmt]}", xy, fmt=fmt, scores=scores,
+                            diameter=d * scale, micrograph=path.name)
+        relion[path] = (xy, scores)
+    if "relion" in formats:
+        rc = cfg.get("relion") or {}
+        write_relion_coordinates(out, relion, suffix=str(rc.get("suffix") or "autopick"),
+                                 project_dir=rc.get("project_dir"))
+    summary = {"picker": picker, "diameter_px": d, "n_micrographs": len(mics), "coord_scale": scale,
                "n_picks": int(sum(len(r[f"{picker}_xy"]) for r in results.values())),
                "config": OmegaConf.to_container(cfg, resolve=True)}
     if truths is None:
         atomic.write_json(out / "summary.json", summary)
+        if cfg.get("report", True):
+            from cryofm.picking.report import report_unscored
+
+            report_unscored(cfg, mics, results, d, out, picker)
         return summary
     from cryofm.picking.report import score_and_report
 

@@ -1,4 +1,10 @@
-"""Expert picks for a set of micrographs, from a file, a folder or a glob (any pick format or masks)."""
+"""Expert picks for a set of micrographs, from a file, a folder or a glob (any pick format or masks).
+
+RELION's own outputs are ground truth too: a coordinate list (``autopick.star``,
+``manualpick.star``, ``coordinate_files.star``: ``rlnMicrographName`` → ``rlnMicrographCoordinates``)
+given as the file, and per-micrograph files named ``<micrograph>_autopick.star`` /
+``<micrograph>_manualpick.star`` (RELION's suffixes) in a folder or glob.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +17,23 @@ import numpy as np
 from cryofm.errors import InputError
 from cryofm.io.coords import SUFFIXES, mask_centres, read_picks_by_micrograph
 from cryofm.io.micrograph import read_micrograph
+from cryofm.io.relion_coords import is_coordinate_list, read_coordinate_list
 
 # when a folder holds several files for one micrograph, coordinates win over masks
-_PREFERENCE = (".star", ".csv", ".box", ".txt", ".tsv", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
+_PREFERENCE = (".star", ".cbox", ".csv", ".box", ".txt", ".tsv", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
+# RELION names a micrograph's coordinate file <micrograph>_<suffix>.star
+RELION_SUFFIXES = ("_autopick", "_manualpick", "_pick", "_extract")
+
+
+def micrograph_stem(path: Path, stems: list[str] | set[str]) -> str:
+    """The micrograph a per-micrograph pick file belongs to: its stem, or its stem without a RELION
+    suffix (``mic1_autopick.star`` → ``mic1``) when that names one of ``stems``."""
+    if path.stem in stems:
+        return path.stem
+    for suffix in RELION_SUFFIXES:
+        if path.stem.endswith(suffix) and path.stem[: -len(suffix)] in stems:
+            return path.stem[: -len(suffix)]
+    return path.stem
 
 
 @dataclass
@@ -30,6 +50,8 @@ def _is_mask(path: Path) -> bool:
 
 
 def _from_file(path: Path, diameter: float) -> dict[str, Truth]:
+    if is_coordinate_list(path):
+        return {k: Truth(xy, None, str(path)) for k, (xy, _) in read_coordinate_list(path).items()}
     if _is_mask(path):
         m = read_micrograph(path)
         binary = m > (float(m.min()) + float(m.max())) / 2
@@ -41,7 +63,8 @@ def load_ground_truth(spec: str | Path, stems: list[str], diameter: float) -> di
     """Expert picks keyed by micrograph stem, for those of ``stems`` that have any.
 
     ``spec`` is a pick file (one micrograph, or many named inside: STAR ``rlnMicrographName``, topaz
-    ``image_name``), a folder holding ``<stem>.<suffix>`` per micrograph, or a glob of such files.
+    ``image_name``, a RELION coordinate list), a folder holding ``<stem>.<suffix>`` (or RELION's
+    ``<stem>_autopick.star`` / ``<stem>_manualpick.star``) per micrograph, or a glob of such files.
     A single file without micrograph names applies to the single micrograph given.
     InputError when no micrograph gets ground truth.
     """
@@ -59,8 +82,9 @@ def load_ground_truth(spec: str | Path, stems: list[str], diameter: float) -> di
         by_stem: dict[str, Path] = {}
         for f in sorted(files, key=lambda f: _PREFERENCE.index(f.suffix.lower())
                         if f.suffix.lower() in _PREFERENCE else 99):
-            if f.stem in stems and f.stem not in by_stem:
-                by_stem[f.stem] = f
+            stem = micrograph_stem(f, stems)
+            if stem in stems and stem not in by_stem:
+                by_stem[stem] = f
         for stem, f in by_stem.items():
             got = _from_file(f, diameter)
             # a per-micrograph file may name its micrograph differently (or not at all)

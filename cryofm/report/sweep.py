@@ -74,6 +74,12 @@ def summarize(sweep_dir: str | Path, out: str | Path | None = None, sort_by: str
 
 def command(cfg) -> int:
     """``cryofm summarize sweep=<multirun dir> [out=<dir>] [sort_by=<metric>]``."""
+    from cryofm.utils import checks as c
+
+    c.existing_dir(cfg, "sweep", "sweep folder")
+    if c.value(cfg, "out", None) is not None:
+        c.writable_output(cfg, "out")
+    c.text(cfg, "sort_by")
     rows = summarize(cfg.sweep, cfg.get("out"), cfg.get("sort_by"))
     import pandas as pd
 

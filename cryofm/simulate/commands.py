@@ -9,16 +9,43 @@ from typing import Any
 import numpy as np
 
 from cryofm.errors import InputError
-from cryofm.simulate import dataset as ds
-from cryofm.simulate.micrograph import MicrographSpec, write_micrographs
 from cryofm.simulate.presets import resolve
+from cryofm.utils import checks as c
 from cryofm.utils.atomic import atomic_path, write_json
+
+MODES = ("dataset", "micrographs")
+DTYPES = ("float16", "uint8")
+
+
+def check_simulate(cfg: Any) -> None:
+    """Types, ranges and choices of ``configs/simulate.yaml`` (before the preset is read or any file
+    written); InputError names the key."""
+    c.choice(cfg, "mode", MODES)
+    c.text(cfg, "preset", none_ok=False)
+    c.writable_output(cfg, "out")
+    c.integer(cfg, "seed", 0)
+    for key in ("confound", "phase_flip", "split"):
+        if c.value(cfg, key, None) is not None:
+            c.boolean(cfg, key)
+    c.boolean(cfg, "overwrite")
+    c.text(cfg, "shared_data")  # a missing folder is allowed: procedural stand-ins replace its maps
+    exps = c.value(cfg, "experiments", None)
+    if exps is not None and (isinstance(exps, (str, int, float)) or not len(exps)):
+        raise InputError("experiments", f"must be a list of experiment names, e.g. [blob_c1] (got {exps!r})")
+    c.integer(cfg, "n_particles", 1, none_ok=True)
+    c.integer(cfg, "box", 8, none_ok=True)
+    c.integer(cfg, "image_size", 8, none_ok=True)
+    c.number(cfg, "snr", 0, lo_open=True, none_ok=True)
+    c.choice(cfg, "dtype", DTYPES, none_ok=True)
+    c.integer(cfg, "n_micrographs", 1, none_ok=True)
+    c.integer(cfg, "micrograph_size", 32, none_ok=True)
+    c.number(cfg, "micrograph_pixel_size", 0, lo_open=True, none_ok=True)
+    c.integer(cfg, "particles_per_micrograph", 0, none_ok=True)
 
 
 def simulate(cfg: Any) -> int:
     """Entry point registered in :mod:`cryofm.cli` (``cfg`` is ``configs/simulate.yaml`` composed)."""
-    if cfg.get("out") in (None, "", "???"):
-        raise InputError("out", "give an output folder: out=<dir>")
+    check_simulate(cfg)
     p = resolve(cfg)
     out = Path(str(cfg.out))
     t0 = time.time()
@@ -37,6 +64,8 @@ def simulate(cfg: Any) -> int:
 
 
 def _load_all(p: dict[str, Any], entries: list[dict[str, Any]]) -> list[tuple[dict, Any, dict]]:
+    from cryofm.simulate import dataset as ds  # torch: imported after the option checks
+
     shared = Path(p["shared_data"])
     return [(e, *ds.load_experiment(e, shared, int(p["volume_box"]))) for e in entries]
 
@@ -44,6 +73,7 @@ def _load_all(p: dict[str, Any], entries: list[dict[str, Any]]) -> list[tuple[di
 def simulate_dataset(p: dict[str, Any], out: Path) -> dict[str, Any]:
     """Simulate every experiment of the resolved preset ``p`` into the dataset folder ``out``."""
     from cryofm.data.ingest import ingest_arrays
+    from cryofm.simulate import dataset as ds
 
     loaded = _load_all(p, p["experiments"])  # every density first: bad input fails before writing
     seed = int(p["seed"])
@@ -89,6 +119,8 @@ def simulate_dataset(p: dict[str, Any], out: Path) -> dict[str, Any]:
 
 def simulate_micrographs(p: dict[str, Any], out: Path) -> dict[str, Any]:
     """Micrographs of the preset's ``micrographs.experiments`` densities into ``out``."""
+    from cryofm.simulate.micrograph import MicrographSpec, write_micrographs
+
     m = p["micrographs"]
     wanted = [e for e in p["experiments"] if e["name"] in (m.get("experiments") or [])]
     loaded = _load_all(p, wanted or p["experiments"][:1])

@@ -168,9 +168,8 @@ def train(cfg: DictConfig) -> Path:
         total = min(total, int(cfg.train.max_steps))
 
     start = 0
-    latest = ck.latest_checkpoint(ckpt_dir) if cfg.train.resume else None
+    latest, payload = ck.load_latest(ckpt_dir) if cfg.train.resume else (None, None)
     if latest is not None:
-        payload = ck.load_checkpoint(latest)
         _load_state(arch, optimizer, payload, fsdp)
         start = int(payload["step"])
         if int(payload.get("num_workers", cfg.data.num_workers)) != int(cfg.data.num_workers):
