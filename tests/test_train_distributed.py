@@ -43,6 +43,8 @@ def test_torchrun_two_processes_gloo(tmp_path, strategy):
         "train.debug_dump=true",
         "data.shuffle_buffer=1",
         "dist.backend=gloo",
+        "optim.lr_scaling=sqrt",  # tiny scales no lr; the rule must see the global batch
+        "optim.base_lr=2e-3",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
     res = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True)
