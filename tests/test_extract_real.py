@@ -125,8 +125,8 @@ def test_extract_then_ingest_gives_exactly_the_particles(picks, capsys, tmp_path
 
 
 def test_10028_extract_ingest_split_train_chain(picks, capsys, tmp_path):
-    from cryofm.train.loop import train
     from cryofm.report.runlog import read_metrics
+    from cryofm.train.loop import train
 
     base, by_split = picks
     table = ["experiment,input"]
