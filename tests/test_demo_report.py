@@ -55,3 +55,39 @@ def test_report_reads_every_stage_output(tmp_path):
     # figures: the training curves are drawn from the same rows and embedded in the HTML
     assert (out / "figures" / "train_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert "data:image/png;base64," in page and "Configuration and versions" in page
+
+
+def test_verdict_says_where_the_model_wins_and_where_not(tmp_path):
+    out = tmp_path
+    (out / "run").mkdir()
+    rows = [{"step": i, "loss": 1.0, "dino_loss": math.log(256) * f, "ibot_loss": 1.0, "koleo_loss": 0.0}
+            for i, f in enumerate([1.0] * 9 + [0.8])]  # the last tenth: 0.80 ln K
+    (out / "run" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    from cryofm.cli import compose
+
+    cfg = compose("train", ["experiment=tiny", "ssl.dino.head.n_prototypes=256"])
+    OmegaConf.save(cfg, out / "run" / "config.yaml")
+    summary = {"Symmetry": {"model": {"id": 0.60, "ood": 0.30}, "random_init": {"id": 0.40, "ood": 0.31},
+                            "pixels": {"id": 0.50, "ood": 0.20}},
+               "PixelSize": {"model": {"id": 0.10, "ood": -0.5}, "random_init": {"id": 0.20, "ood": -0.6},
+                             "pixels": {"id": 0.30, "ood": -0.1}},
+               "acquisition_r2": {}}
+    (out / "probe").mkdir()
+    (out / "probe" / "metrics.json").write_text(json.dumps({"summary": summary}))
+    (out / "pick").mkdir()
+    pick = {"pickers": {"features": _pick_metrics(0.5, 0.5, 0.61, 0.7, 0.5),
+                        "dog": _pick_metrics(0.5, 0.5, 0.55, 0.6, 0.5)}}
+    (out / "pick" / "metrics.json").write_text(json.dumps(pick))
+    from cryofm.demo.report import _verdict
+    from cryofm.report import Report
+
+    rep = Report("t", "")
+    _verdict(rep, out)
+    _, md = rep.write(tmp_path / "report")
+    text = md.read_text()
+    assert "the DINO loss ends at 0.80 × ln K (below a uniform guess" in text
+    assert ("Probes, in-distribution: better than random init (by > 0.02) on Symmetry (0.60 vs 0.40); "
+            "not on PixelSize (0.10 vs 0.20); better than raw pixels on Symmetry (0.60 vs 0.50).") in text
+    assert ("Probes, held-out experiments: better than random init (by > 0.02) on "
+            "PixelSize (-0.50 vs -0.60)") in text
+    assert "features F1 0.61 vs DoG 0.55 at each picker's own threshold (features ahead)" in text
