@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from pathlib import Path
 
 import timm
 from safetensors.torch import load_file
@@ -61,9 +62,13 @@ def convstem_vit(pretrained: bool = False, base: str = "vit_small_patch16_dinov3
     ``stem_channels``: widths of the hidden stem convolutions (the last one outputs ``embed_dim``);
     their number fixes the stride, which must equal ``base``'s patch size (3 → 16 px).
     """
-    overlay = kwargs.pop("pretrained_cfg_overlay", None) or {}
-    kwargs.pop("pretrained_cfg", None)
+    overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
+    cfg = kwargs.pop("pretrained_cfg", None)
+    cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg or {})
     model = timm.create_model(base, pretrained=False, **kwargs)
+    # timm's save_for_hf / "local-dir:" loading name the architecture from pretrained_cfg
+    model.pretrained_cfg = {**getattr(model, "pretrained_cfg", {}), "architecture": NAME}
+    model.default_cfg = model.pretrained_cfg
     pe = model.patch_embed
     ps = pe.patch_size[0] if isinstance(pe.patch_size, (tuple, list)) else int(pe.patch_size)
     stride = 2 ** (len(stem_channels) + 1)
@@ -76,10 +81,16 @@ def convstem_vit(pretrained: bool = False, base: str = "vit_small_patch16_dinov3
     model.patch_embed = conv_stem_embed(int(kwargs.get("in_chans", 3)), int(model.embed_dim), img,
                                         stem_channels, groups, dynamic)
     if pretrained:
-        file = overlay.get("file")
+        file = overlay.get("file") or cfg.get("file")
         if not file:
-            raise ValueError("convstem_vit has no hub weights: pass pretrained_cfg_overlay={'file': ...}")
-        model.load_state_dict(load_file(str(file)), strict=True)
+            raise ValueError("convstem_vit has no hub weights: pass pretrained_cfg_overlay={'file': ...} "
+                             "or create it from a 'local-dir:' folder")
+        if Path(file).is_dir():  # timm "local-dir:" — the folder's safetensors file, as timm picks it
+            from timm.models._hub import load_state_dict_from_path
+
+            model.load_state_dict(load_state_dict_from_path(file), strict=True)
+        else:
+            model.load_state_dict(load_file(str(file)), strict=True)
     return model
 
 
