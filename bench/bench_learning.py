@@ -276,7 +276,7 @@ def demo(args) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", choices=("control", "demo", "both"), default="control")
-    ap.add_argument("--steps", type=int, default=None, help="training steps (control 1500, demo 1200)")
+    ap.add_argument("--steps", type=int, default=None, help="training steps (control 1500, demo 1500)")
     ap.add_argument("--sim", action="append", default=[], help="extra cryofm simulate key=value (demo)")
     ap.add_argument("--noise", type=float, default=0.5)
     ap.add_argument("--threads", default="auto", help="train.threads (auto: cryofm/utils/threads.py)")
@@ -286,7 +286,7 @@ def main() -> None:
     ap.add_argument("override", nargs="*", help="extra train.py key=value overrides")
     args = ap.parse_args()
     ok = True
-    for part, steps in (("control", 1500), ("demo", 1200)):
+    for part, steps in (("control", 1500), ("demo", 1500)):
         if args.part in (part, "both"):
             ns = argparse.Namespace(**{**vars(args), "steps": args.steps or steps})
             ok = (control(ns) if part == "control" else demo(ns)) and ok
