@@ -17,7 +17,7 @@ writes ``bench/results/learning.txt`` (one section per dataset) and ``bench/resu
   init >= 0.05 on ID tasks and >= 0.02 on the held-out experiments, features F1 >= DoG's, each at its
   own threshold.
 
-    .venv/bin/python bench/bench_learning.py                   # control, ~5 min on 2 cores
+    .venv/bin/python bench/bench_learning.py                   # control, ~5 min on 2 cores (2,000 steps)
     .venv/bin/python bench/bench_learning.py --part demo       # demo, ~15 min
     .venv/bin/python bench/bench_learning.py --steps 300       # a shorter look
 """
@@ -276,7 +276,7 @@ def demo(args) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", choices=("control", "demo", "both"), default="control")
-    ap.add_argument("--steps", type=int, default=None, help="training steps (control 1500, demo 1500)")
+    ap.add_argument("--steps", type=int, default=None, help="training steps (control 2000, demo 1500)")
     ap.add_argument("--sim", action="append", default=[], help="extra cryofm simulate key=value (demo)")
     ap.add_argument("--noise", type=float, default=0.5)
     ap.add_argument("--threads", default="auto", help="train.threads (auto: cryofm/utils/threads.py)")
@@ -286,7 +286,7 @@ def main() -> None:
     ap.add_argument("override", nargs="*", help="extra train.py key=value overrides")
     args = ap.parse_args()
     ok = True
-    for part, steps in (("control", 1500), ("demo", 1500)):
+    for part, steps in (("control", 2000), ("demo", 1500)):
         if args.part in (part, "both"):
             ns = argparse.Namespace(**{**vars(args), "steps": args.steps or steps})
             ok = (control(ns) if part == "control" else demo(ns)) and ok
