@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= outputs/demo
+# test processes (pytest-xdist); the suite takes ~13 min in one process on 2 cores, ~8 min in two
+JOBS ?= 2
 
 .PHONY: demo test lint bench setup clean
 
@@ -21,7 +23,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n $(JOBS) $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -1,13 +1,26 @@
-"""Trainer overhead: a full DINOv2 step ÷ the bare backbone forward+backward on the same crops.
+"""Trainer overhead: a full DINOv2 step ÷ the bare backbone forward+backward+AdamW on the same crops,
+for cryofm and, side by side in the same run, lightly's DINOv2 (the peer).
 
-The full step is what ``cryofm.train.loop`` runs per iteration: teacher forward on the global crops,
-Sinkhorn-Knopp centering, student forward (masked globals + locals), DINO/iBOT heads, DINO + iBOT +
-KoLeo losses, backward, gradient clipping, AdamW with per-group lr/wd and the foreach EMA of the
-teacher. The bare step is the student backbone alone: forward on the same crops and backward from
-the sum of its CLS tokens. Tiny model on CPU, one thread, medians over interleaved repeats.
+The peer's configuration: timm's ViT-S/16 (learned position embeddings, LayerScale 1e-5, drop path
+0.1) with one input channel; batch 16 of 2 × 64 px global + 8 × 32 px local crops; DINO/iBOT heads
+of 2,048 hidden, 256 bottleneck and 65,536 or 4,096 prototypes, the iBOT head shared with the DINO
+head (lightly's example; DINOv2's ``ibot.separate_head: false``); 2 torch threads.
 
-    .venv/bin/python bench/bench_trainer.py                    # ~1 min on a 2-core CPU
-    .venv/bin/python bench/bench_trainer.py --dim 384 --depth 12 --size 224 --prototypes 65536
+* **bare**: the backbone alone — forward on the global and the local crops, backward from the sum of
+  the CLS tokens, one fused AdamW step over the backbone (the fastest plain step; the denominator
+  of both ratios).
+* **cryofm**: :func:`cryofm.train.step.train_step`, what the training loop runs: teacher forward,
+  Sinkhorn-Knopp, student forward (masked globals + locals), heads, DINO + iBOT + KoLeo, backward,
+  per-part clipping, AdamW with per-group lr/wd, foreach EMA. Also with a separate iBOT head
+  (cryofm's default, cryoPANDA's recipe).
+* **lightly**: the training step of lightly's ``examples/pytorch/dinov2.py`` (lightly 1.6: its
+  masked ViT, projection heads, DINO / iBOT / KoLeo losses with softmax centering, torch AdamW over
+  all parameters, ``update_momentum``), with cryofm's masks. Runs when ``import lightly`` works:
+  ``pip install --no-deps lightly==1.6.0`` (it is not a cryofm dependency).
+
+Wall-clock medians over interleaved repeats (machine load hits all alike); run on a quiet machine.
+
+    .venv/bin/python bench/bench_trainer.py          # ~3 min on a 2-core CPU
 """
 
 from __future__ import annotations
@@ -17,122 +30,203 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+VIT = "vit_small_patch16_224"
+VIT_KW = {"in_chans": 1, "num_classes": 0, "dynamic_img_size": True, "init_values": 1e-5}
+
+
+def make_batch(batch: int, size: int, local: int, n_local: int, seed: int = 0) -> dict:
+    """Random crops and cryofm's iBOT masks (half the global crops masked, 10–50 % of patches)."""
+    import numpy as np
+    import torch
+
+    from cryofm.data.masking import sample_masks
+
+    g = torch.Generator().manual_seed(seed)
+    grid = size // 16
+    return {
+        "global_crops": torch.randn(2 * batch, 1, size, size, generator=g),
+        "local_crops": torch.randn(n_local * batch, 1, local, local, generator=g),
+        "masks": torch.from_numpy(
+            sample_masks(2 * batch, grid, grid, (0.1, 0.5), 0.5, np.random.default_rng(seed))
+        ),
+    }
+
+
+def bare_step(batch: dict, size: int) -> Callable[[], None]:
+    """Backbone forward + backward + fused AdamW."""
+    import timm
+    import torch
+
+    vit = timm.create_model(VIT, pretrained=False, img_size=size, drop_path_rate=0.1, **VIT_KW)
+    vit.train()
+    opt = torch.optim.AdamW(vit.parameters(), lr=1e-4, fused=True)
+
+    def step() -> None:
+        out = vit.forward_features(batch["global_crops"])[:, 0].sum()
+        out = out + vit.forward_features(batch["local_crops"])[:, 0].sum()
+        opt.zero_grad(set_to_none=True)
+        out.backward()
+        opt.step()
+
+    return step
+
+
+def cryofm_step(batch: dict, size: int, prototypes: int, separate_head: bool) -> Callable[[], None]:
+    """cryofm's training iteration (:func:`cryofm.train.step.train_step`)."""
+    from omegaconf import OmegaConf
+
+    from cryofm.ssl.ema import paired_params
+    from cryofm.ssl.meta_arch import SSLMetaArch
+    from cryofm.train.optim import make_optimizer
+    from cryofm.train.step import train_step
+
+    model = OmegaConf.create(
+        {"name": VIT, "in_chans": 1, "drop_path_rate": 0.1, "kwargs": {"init_values": 1e-5}}
+    )
+    ssl = OmegaConf.load(ROOT / "configs/ssl/dinov2.yaml")
+    head = {"n_prototypes": prototypes, "hidden_dim": 2048, "bottleneck_dim": 256, "nlayers": 3}
+    ssl.dino.head = head
+    ssl.ibot.head = head
+    ssl.ibot.separate_head = separate_head
+    arch = SSLMetaArch(model, ssl, size)
+    arch.train()
+    opt = make_optimizer(arch.student, OmegaConf.load(ROOT / "configs/optim/adamw.yaml"))
+    pairs = paired_params(arch.student, arch.teacher)
+    values = {"lr": 1e-4, "wd": 0.04, "last_layer_lr": 1e-4, "teacher_temp": 0.04, "momentum": 0.996}
+
+    def step() -> None:
+        train_step(arch, opt, batch, values, 3.0, pairs)
+
+    return step
+
+
+def lightly_step(batch: dict, size: int, prototypes: int) -> Callable[[], None] | None:
+    """The step of lightly's DINOv2 example, or None when lightly is not installed."""
+    try:
+        from lightly.loss import DINOLoss, IBOTPatchLoss, KoLeoLoss
+        from lightly.models.modules import DINOv2ProjectionHead, MaskedVisionTransformerTIMM
+        from lightly.models.utils import update_drop_path_rate, update_momentum
+    except ImportError:
+        return None
+    import copy
+
+    import timm
+    import torch
+    from torch import nn
+
+    vit = timm.create_model(VIT, pretrained=False, img_size=size, pos_embed="learn", **VIT_KW)
+    teacher_bb = MaskedVisionTransformerTIMM(vit=vit, antialias=False, pos_embed_initialization="skip")
+    student_bb = copy.deepcopy(teacher_bb)
+    update_drop_path_rate(student_bb.vit, drop_path_rate=0.1, mode="uniform")
+    t_head = DINOv2ProjectionHead(input_dim=384, output_dim=prototypes)
+    s_head = DINOv2ProjectionHead(input_dim=384, output_dim=prototypes)
+    for m in (teacher_bb, t_head):
+        m.requires_grad_(False)
+        m.eval()
+    model = nn.ModuleDict({"tb": teacher_bb, "sb": student_bb, "th": t_head, "sh": s_head})
+    student_bb.train()
+    s_head.train()
+    dino, ibot, koleo = DINOLoss(output_dim=prototypes), IBOTPatchLoss(output_dim=prototypes), KoLeoLoss()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    g, loc = batch["global_crops"], batch["local_crops"]
+    block_mask = batch["masks"].reshape(g.shape[0], size // 16, size // 16)
+    mask = torch.zeros(g.shape[0], teacher_bb.sequence_length, dtype=torch.bool)
+    mask[:, 1:] = block_mask.flatten(1)
+    n_views = 2 + loc.shape[0] // (g.shape[0] // 2)
+
+    def step() -> None:
+        with torch.no_grad():
+            t_feat = teacher_bb.encode(g)
+            t_cls = t_head(t_feat[:, 0])
+            t_masked = t_head(t_feat[mask])
+        s_feat = student_bb.encode(g, mask=mask)
+        s_cls_g = s_head(s_feat[:, 0])
+        s_masked = s_head(s_feat[mask])
+        s_cls_l = s_head(student_bb.encode(loc, mask=None)[:, 0])
+        s_cls = torch.cat([s_cls_g, s_cls_l])
+        loss = dino(teacher_out=t_cls.chunk(2), student_out=s_cls.chunk(n_views), teacher_temp=0.04)
+        loss = loss + ibot(teacher_out=t_masked, student_out=s_masked, mask=block_mask, teacher_temp=0.04)
+        loss = loss + 0.1 * sum(koleo(t) for t in s_feat[:, 0].chunk(2))
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        update_momentum(student_bb, teacher_bb, m=0.996)
+        update_momentum(s_head, t_head, m=0.996)
+
+    return step
+
+
+def measure(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Median wall seconds per step, the steps interleaved."""
+    for fn in steps.values():  # warm-up (allocator, lazy inits)
+        fn()
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(repeats):
+        for k, fn in steps.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="vit_small_patch16_dinov3_qkvb")
-    ap.add_argument("--dim", type=int, default=192)
-    ap.add_argument("--depth", type=int, default=4)
-    ap.add_argument("--heads", type=int, default=3)
-    ap.add_argument("--size", type=int, default=112, help="global crop px (locals: 96/224 of it)")
+    ap.add_argument("--prototypes", type=int, nargs="+", default=[65536, 4096])
+    ap.add_argument("--size", type=int, default=64, help="global crop px")
+    ap.add_argument("--local-size", type=int, default=32, help="local crop px")
     ap.add_argument("--locals", type=int, default=8)
-    ap.add_argument("--batch", type=int, default=8)
-    # heads scaled down with the backbone: head/backbone MACs per token ~11% here, ~8% for the
-    # ViT-L/16 recipe's 65,536 / 2,048 / 256 heads on a 1024-wide, 24-block backbone
-    ap.add_argument("--prototypes", type=int, default=1024)
-    ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--bottleneck", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--out", type=Path, default=None, help="also write the table here")
     args = ap.parse_args()
 
     import torch
-    from omegaconf import OmegaConf
 
-    from cryofm.data.masking import sample_masks
-    from cryofm.ssl.ema import ema_update, paired_params
-    from cryofm.ssl.meta_arch import SSLMetaArch
-    from cryofm.train.optim import apply_schedule, make_optimizer
-
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = OmegaConf.create(
-        {
-            "name": args.model,
-            "in_chans": 1,
-            "drop_path_rate": 0.0,
-            "kwargs": {"depth": args.depth, "embed_dim": args.dim, "num_heads": args.heads},
-        }
-    )
-    ssl = OmegaConf.load(ROOT / "configs/ssl/dinov2.yaml")
-    head = {
-        "n_prototypes": args.prototypes,
-        "hidden_dim": args.hidden,
-        "bottleneck_dim": args.bottleneck,
-        "nlayers": 3,
-    }
-    ssl.dino.head = head
-    ssl.ibot.head = head
-    optim = OmegaConf.load(ROOT / "configs/optim/adamw.yaml")
-    arch = SSLMetaArch(model, ssl, args.size)
-    opt = make_optimizer(arch.student, optim)
-    s_params, t_params = paired_params(arch.student, arch.teacher)
-    B, G, L = args.batch, args.size, max(16, round(args.size * 96 / 224 / 16) * 16)
-    import numpy as np
+    batch = make_batch(args.batch, args.size, args.local_size, args.locals)
+    try:
+        import lightly
 
-    grid = G // 16
-    batch = {
-        "global_crops": torch.randn(2 * B, 1, G, G),
-        "local_crops": torch.randn(args.locals * B, 1, L, L),
-        "masks": torch.from_numpy(sample_masks(2 * B, grid, grid, (0.1, 0.5), 0.5, np.random.default_rng(0))),
-    }
-    bb = arch.student.backbone
+        peer = f"lightly {lightly.__version__}"
+    except ImportError:
+        peer = "lightly not installed (pip install --no-deps lightly==1.6.0)"
+    lines = [
+        f"machine: {platform.machine()} CPU, {args.threads} torch threads; torch {torch.__version__}; "
+        f"peer: {peer}",
+        f"model: timm {VIT}, 1 channel; batch {args.batch}: 2 x {args.size} px + {args.locals} x "
+        f"{args.local_size} px crops; heads 2048 hidden / 256 bottleneck; median of {args.repeats}",
+    ]
+    print(*lines, sep="\n", flush=True)
+    for k in args.prototypes:
+        steps = {"bare": bare_step(batch, args.size)}
+        steps["cryofm"] = cryofm_step(batch, args.size, k, separate_head=False)
+        steps["cryofm_separate"] = cryofm_step(batch, args.size, k, separate_head=True)
+        peer_step = lightly_step(batch, args.size, k)
+        if peer_step is not None:
+            steps["lightly"] = peer_step
+        t = measure(steps, args.repeats)
+        b = t["bare"]
+        row = [f"K {k:6d}: bare {1000 * b:6.0f} ms | cryofm {1000 * t['cryofm']:6.0f} ms, ratio "
+               f"{t['cryofm'] / b:.2f} (target <= {1.5 if k > 10000 else 1.2})"]
+        if "lightly" in t:
+            row.append(f"lightly {1000 * t['lightly']:6.0f} ms, ratio {t['lightly'] / b:.2f}")
+        row.append(f"cryofm, separate iBOT head: ratio {t['cryofm_separate'] / b:.2f}")
+        lines.append(" | ".join(row))
+        print(lines[-1], flush=True)
+        del steps
+    if args.out:
+        from cryofm.utils.atomic import write_text
 
-    def full() -> None:
-        apply_schedule(opt, 1e-4, 0.04, 1e-4)
-        loss, _ = arch(batch, 0.04)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(arch.student.parameters(), 3.0)
-        opt.step()
-        ema_update(s_params, t_params, 0.996)
-
-    def bare() -> None:
-        out = bb(batch["global_crops"])["cls"].sum() + bb(batch["local_crops"])["cls"].sum()
-        arch.student.zero_grad(set_to_none=True)
-        out.backward()
-
-    def teacher_only() -> None:
-        with torch.no_grad():
-            arch.teacher(batch["global_crops"], None, batch["masks"], mask_input=False)
-
-    def timed(fn) -> float:
-        # CPU time of this (single-threaded) process: other jobs on a shared machine barely move it
-        t0 = time.process_time()
-        fn()
-        return time.process_time() - t0
-
-    for fn in (full, bare, teacher_only):  # warm-up
-        fn()
-    tf, tb, tt = [], [], []
-    for _ in range(args.repeats):  # interleaved: machine load hits all three alike
-        tf.append(timed(full))
-        tb.append(timed(bare))
-        tt.append(timed(teacher_only))
-    # the minimum is the least disturbed by other jobs on a shared machine; the median is printed too
-    f, b, t = min(tf), min(tb), min(tt)
-    fm, bm = statistics.median(tf), statistics.median(tb)
-    print(
-        f"machine: {platform.machine()} 2-core CPU shared with other jobs; "
-        f"torch {torch.__version__}, 1 thread"
-    )
-    print(
-        f"model: {args.model} dim {args.dim} depth {args.depth}; "
-        f"batch {B}: 2 x {G} px + {args.locals} x {L} px "
-        f"crops; heads {args.prototypes} prototypes / hidden {args.hidden} / bottleneck {args.bottleneck}"
-    )
-    d, p_, h_, k_ = args.dim, args.prototypes, args.hidden, args.bottleneck
-    head_macs = d * h_ + h_ * h_ + h_ * k_ + k_ * p_
-    print(f"head / backbone MACs per token: {head_macs / (args.depth * 12 * d * d):.2f}")
-    print(f"bare backbone forward+backward: {1000 * b:8.1f} ms CPU")
-    print(f"full DINOv2 step:               {1000 * f:8.1f} ms CPU")
-    print(f"  of which teacher forward:     {1000 * t:8.1f} ms CPU ({t / b:.2f} of the bare step)")
-    print(f"overhead ratio full / bare: {f / b:.2f} (target <= 1.3); with medians: {fm / bm:.2f}")
-    print(f"overhead beyond the teacher's forward (heads, losses, optimiser, EMA): {(f - t) / b:.2f}")
+        write_text(args.out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,11 @@ class Branch(nn.Module):
 
 
 def build_branch(model_cfg, ssl_cfg, img_size: int) -> tuple[Branch, dict[str, Any]]:
-    """A student/teacher branch from the ``model`` and ``ssl`` config groups; also the backbone kwargs."""
+    """A student/teacher branch from the ``model`` and ``ssl`` config groups; also the backbone kwargs.
+
+    With ``ssl.ibot.separate_head: false`` the iBOT head is the DINO head itself (``ssl.ibot.head``
+    is then ignored), as DINOv2's option of that name does.
+    """
     extra = dict(model_cfg.get("kwargs") or {})
     kw = backbone_kwargs(
         model_cfg.name, img_size, int(model_cfg.in_chans), float(model_cfg.drop_path_rate), **extra
@@ -65,11 +69,14 @@ def build_branch(model_cfg, ssl_cfg, img_size: int) -> tuple[Branch, dict[str, A
         model_cfg.name, img_size, int(model_cfg.in_chans), float(model_cfg.drop_path_rate), **extra
     )
     d = embed_dim(bb)
-    heads = []
-    for h in (ssl_cfg.dino.head, ssl_cfg.ibot.head):
-        heads.append(DINOHead(d, int(h.n_prototypes), int(h.hidden_dim), int(h.bottleneck_dim),
-                              int(h.nlayers), bool(h.get("use_bn", False))))
-    dino_head, ibot_head = heads
+
+    def head(h) -> DINOHead:
+        return DINOHead(d, int(h.n_prototypes), int(h.hidden_dim), int(h.bottleneck_dim),
+                        int(h.nlayers), bool(h.get("use_bn", False)))
+
+    dino_head = head(ssl_cfg.dino.head)
+    # DINOv2's ibot.separate_head: false shares the DINO head (one module under both names)
+    ibot_head = head(ssl_cfg.ibot.head) if bool(ssl_cfg.ibot.get("separate_head", True)) else dino_head
     return Branch(bb, dino_head, ibot_head), kw
 
 

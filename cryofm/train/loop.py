@@ -27,13 +27,14 @@ from cryofm.models.attention import use_xformers
 from cryofm.models.export import export_backbone
 from cryofm.report.curves import plot_curves
 from cryofm.report.runlog import read_metrics, summarize_metrics
-from cryofm.ssl.ema import ema_update, paired_params
+from cryofm.ssl.ema import paired_params
 from cryofm.ssl.meta_arch import SSLMetaArch
 from cryofm.ssl.schedules import make_schedules
 from cryofm.train import checkpoint as ck
 from cryofm.train import distributed as du
-from cryofm.train.optim import apply_schedule, clip_gradients, make_optimizer
+from cryofm.train.optim import make_optimizer
 from cryofm.train.runlog import RunLogger
+from cryofm.train.step import train_step
 from cryofm.utils import atomic
 from cryofm.utils.threads import resolve_threads
 
@@ -247,16 +248,11 @@ def train(cfg: DictConfig) -> Path:
             batch = _to(next(loader), info.device)
             t_data = time.perf_counter() - t_end
             v = sched.at(step)
-            apply_schedule(optimizer, v["lr"], v["wd"], v["last_layer_lr"])
-            with autocast:
-                loss, parts = arch(batch, v["teacher_temp"], run_student)
-            if not math.isfinite(loss.detach().item()):
-                raise FloatingPointError(f"non-finite loss at step {step}: {parts}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = clip_gradients(arch.student, float(cfg.optim.clip_grad))
-            optimizer.step()
-            ema_update(s_params, t_params, v["momentum"])
+            try:
+                loss, parts, gnorm = train_step(arch, optimizer, batch, v, float(cfg.optim.clip_grad),
+                                                (s_params, t_params), run_student, autocast)
+            except FloatingPointError as e:
+                raise FloatingPointError(f"step {step}: {e}") from None
             dt = time.perf_counter() - t_end
             t_end = time.perf_counter()
             logger.log(

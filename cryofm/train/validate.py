@@ -96,6 +96,8 @@ def _ssl(cfg: Any) -> None:
             c.boolean(cfg, f"ssl.{head}.head.use_bn")
     c.numbers(cfg, "ssl.ibot.mask_ratio", 2, 0, 1, increasing=True)
     c.number(cfg, "ssl.ibot.mask_probability", 0, 1)
+    if c.value(cfg, "ssl.ibot.separate_head", None) is not None:
+        c.boolean(cfg, "ssl.ibot.separate_head")
     c.number(cfg, "ssl.koleo.loss_weight", 0)
 
 
