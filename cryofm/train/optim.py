@@ -98,7 +98,15 @@ def clip_gradients(student: nn.Module, max_norm: float) -> float:
     the norm of all gradients together before clipping (what the log shows)."""
     sq = 0.0
     for part in student.children():
-        params = [p for p in part.parameters() if p.grad is not None]
-        if params:
-            sq += float(torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)) ** 2
+        grads = [p.grad for p in part.parameters() if p.grad is not None]
+        if not grads:
+            continue
+        if any(type(g) is not torch.Tensor for g in grads):  # FSDP2's DTensor shards: torch's own
+            sq += float(torch.nn.utils.clip_grad_norm_(list(part.parameters()), max_norm, foreach=True)) ** 2
+            continue
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        total = float(norm)
+        if total > max_norm:  # as clip_grad_norm_, but no multiply by 1.0 when within the bound
+            torch._foreach_mul_(grads, max_norm / (total + 1e-6))
+        sq += total ** 2
     return sq ** 0.5
