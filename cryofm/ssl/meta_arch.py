@@ -12,6 +12,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.utils import parametrize
 
 from cryofm.models.backbone import backbone_kwargs, create_backbone, embed_dim
 from cryofm.models.heads import DINOHead
@@ -132,11 +133,13 @@ class SSLMetaArch(nn.Module):
         student = self.student if student is None else student
         g, loc, masks = batch["global_crops"], batch.get("local_crops"), batch["masks"]
         n_g = int(self.cfg.n_global_crops)
-        with torch.no_grad():
+        # cached(): a head called twice (CLS, then masked patches) weight-normalises its prototypes once
+        with torch.no_grad(), parametrize.cached():
             t = self.teacher(g, None, masks, mask_input=False)
             t_cls = self._targets(t["cls_logits"].float(), teacher_temp, "dino").chunk(n_g)
             t_patch = self._targets(t["patch_logits"].float(), teacher_temp, "ibot")
-        s = student(g, loc, masks, mask_input=True)
+        with parametrize.cached():
+            s = student(g, loc, masks, mask_input=True)
         n_crops = s["cls_logits"].shape[0] // (g.shape[0] // n_g)
         s_cls = list(s["cls_logits"].float().chunk(n_crops))
         temp = float(self.cfg.student_temp)
