@@ -94,10 +94,10 @@ def train_run(out: Path, dataset: Path, experiment: str, steps: int, overrides: 
     from cryofm.train.loop import train
 
     base = compose("train", [f"experiment={experiment}"])
-    epochs = steps / int(base.train.epoch_length)
+    epochs = math.ceil(steps / int(base.train.epoch_length))  # whole epochs (validate.py); stop at steps
     cfg = compose("train", [f"experiment={experiment}", f"data.path={dataset}", f"out={out}",
-                            f"optim.epochs={epochs}", f"train.checkpoint_every={max(1, steps // 5)}",
-                            "train.keep_last=0", *overrides])
+                            f"optim.epochs={epochs}", f"train.max_steps={steps}",
+                            f"train.checkpoint_every={max(1, steps // 5)}", "train.keep_last=0", *overrides])
     t0 = time.perf_counter()
     train(cfg)
     return time.perf_counter() - t0
@@ -130,11 +130,11 @@ def control(args) -> bool:
     work = Path(args.work or tempfile.mkdtemp(prefix="cryofm_learning_"))
     dataset, run = work / "control", work / "control_run"
     if not (dataset / "split.json").is_file():
-        write_control_dataset(dataset, n_per_class=256, noise=args.noise, seed=0)
+        write_control_dataset(dataset, n_per_class=args.per_class, noise=args.noise, seed=0)
     overrides = [f"train.threads={args.threads}", *args.override]
     t_train = train_run(run, dataset, "tiny", args.steps, overrides)
-    probe_train = control_particles(64, noise=args.noise, seed=101)
-    probe_test = control_particles(64, noise=args.noise, seed=202)
+    probe_train = control_particles(args.probe_per_class, noise=args.noise, seed=101)
+    probe_test = control_particles(args.probe_per_class, noise=args.noise, seed=202)
     rows = learning_curve(run, probe_train, probe_test)
     pixels = pixel_scores(probe_train, probe_test)
     wall = time.perf_counter() - t0
@@ -151,8 +151,8 @@ def control(args) -> bool:
                (f"within 10 minutes ({wall:.0f} s)", wall <= 600)]
     header = [f"machine: {platform.machine()} {torch.get_num_threads()}-thread torch {torch.__version__}, "
               f"train.threads={args.threads}",
-              f"data: control set, 8 shapes x 256 particles, 64 px, noise {args.noise} "
-              f"(probe-train / test: 512 / 512 new particles)",
+              f"data: control set, 8 shapes x {args.per_class} particles, 64 px, noise {args.noise} "
+              f"(probe-train / test: {8 * args.probe_per_class} / {8 * args.probe_per_class} new particles)",
               f"recipe: experiment=tiny ({cfg.model.name} {dict(cfg.model.kwargs)}), "
               f"K={cfg.ssl.dino.head.n_prototypes}, batch {cfg.train.batch_size_per_gpu}, {args.steps} steps "
               f"in {t_train:.0f} s", *(["overrides: " + " ".join(args.override)] if args.override else [])]
@@ -279,6 +279,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="training steps (control 2000, demo 1500)")
     ap.add_argument("--sim", action="append", default=[], help="extra cryofm simulate key=value (demo)")
     ap.add_argument("--noise", type=float, default=0.5)
+    ap.add_argument("--per-class", type=int, default=256, help="control: training particles per shape")
+    ap.add_argument("--probe-per-class", type=int, default=64, help="control: probe particles per shape")
     ap.add_argument("--threads", default="auto", help="train.threads (auto: cryofm/utils/threads.py)")
     ap.add_argument("--work", default=None, help="folder for the dataset and run (default: a temp dir)")
     ap.add_argument("--section", default=None, help="results section name (default: control)")

@@ -40,22 +40,25 @@ VIT = "vit_small_patch16_224"
 VIT_KW = {"in_chans": 1, "num_classes": 0, "dynamic_img_size": True, "init_values": 1e-5}
 
 
-def make_batch(batch: int, size: int, local: int, n_local: int, seed: int = 0) -> dict:
-    """Random crops and cryofm's iBOT masks (half the global crops masked, 10–50 % of patches)."""
+def make_batch(batch: int, size: int, local: int, n_local: int, seed: int = 0, patch: int = 16,
+               device: str = "cpu") -> dict:
+    """Random crops and cryofm's iBOT masks (half the global crops masked, 10–50 % of patches) on
+    ``device``; ``patch`` is the backbone's patch size (px)."""
     import numpy as np
     import torch
 
     from cryofm.data.masking import sample_masks
 
     g = torch.Generator().manual_seed(seed)
-    grid = size // 16
-    return {
+    grid = size // patch
+    out = {
         "global_crops": torch.randn(2 * batch, 1, size, size, generator=g),
         "local_crops": torch.randn(n_local * batch, 1, local, local, generator=g),
         "masks": torch.from_numpy(
             sample_masks(2 * batch, grid, grid, (0.1, 0.5), 0.5, np.random.default_rng(seed))
         ),
     }
+    return {k: v.to(device) for k, v in out.items()}
 
 
 def bare_step(batch: dict, size: int) -> Callable[[], None]:

@@ -157,7 +157,7 @@ def train(cfg: DictConfig) -> Path:
     if cfg.train.activation_checkpointing:
         arch.student.backbone.set_grad_checkpointing(True)
     if fsdp:
-        du.apply_fsdp(arch.teacher, bf16)
+        du.apply_fsdp(arch.teacher, bf16, reshard_root=True)
     student = du.wrap_student(arch.student, info, cfg.dist.strategy, bf16)
     optimizer = make_optimizer(arch.student, cfg.optim, fused=not fsdp)
 

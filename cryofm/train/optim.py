@@ -106,7 +106,7 @@ def clip_gradients(student: nn.Module, max_norm: float) -> float:
             continue
         norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         total = float(norm)
-        if total > max_norm:  # as clip_grad_norm_, but no multiply by 1.0 when within the bound
-            torch._foreach_mul_(grads, max_norm / (total + 1e-6))
+        if total > max_norm:  # clip_grad_norm_'s float32 coefficient (bitwise the same result), but
+            torch._foreach_mul_(grads, max_norm / (norm + 1e-6))  # no multiply by 1.0 within the bound
         sq += total ** 2
     return sq ** 0.5
