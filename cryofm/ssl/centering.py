@@ -30,23 +30,29 @@ def sinkhorn_knopp(
     (rows) to 1/B, ``n_iter`` times, then returns rows summing to 1. ``n_rows`` is the global number
     of rows (all ranks); default: this rank's B times the world size. Each rank's logits are shifted
     by the global maximum (all-reduced), which leaves the result unchanged and keeps exp finite.
+
+    The iterate is kept as ``diag(r) · exp(x) · diag(c)``: each normalisation rescales the vector
+    ``r`` [B] or ``c`` [K] from one matrix-vector product instead of dividing the B×K matrix in place
+    twice (DINOv2's code), and the matrix is written once at the end — the same numbers to float32
+    rounding (tests/test_ssl_losses.py), 3× faster for 32 × 65,536 on a CPU (bench_trainer.py).
     """
-    x = teacher_logits.float() / temp
+    x = teacher_logits.float()
     local_max = x.max() if x.numel() else x.new_tensor(float("-inf"))  # a rank may have no rows
     gmax = _all_reduce(local_max.clone(), dist.ReduceOp.MAX if _dist() else None)
-    Q = torch.exp(x - gmax).t()  # K x B
-    K = Q.shape[0]
+    E = (x - gmax).div_(temp) if temp != 1.0 else x - gmax  # B x K; temp may be folded into the head
+    E.exp_()
+    K = E.shape[1]
     world = dist.get_world_size() if _dist() else 1
-    B = Q.shape[1] * world if n_rows is None else float(n_rows)
-    Q /= _all_reduce(Q.sum())
+    B = E.shape[0] * world if n_rows is None else float(n_rows)
+    r = torch.full((E.shape[0],), 1.0, device=E.device) / _all_reduce(E.sum())
+    c = torch.ones(K, device=E.device)
     for _ in range(n_iter):
-        rows = _all_reduce(Q.sum(dim=1, keepdim=True))  # mass per prototype
-        Q /= rows.clamp_min(1e-30)
-        Q /= K
-        Q /= Q.sum(dim=0, keepdim=True).clamp_min(1e-30)  # mass per sample (local: columns are samples)
-        Q /= B
-    Q *= B
-    return Q.t()
+        mass = c * _all_reduce(torch.mv(E.t(), r))  # per prototype
+        # an all-zero column (underflow) keeps mass 0: its c only has to stay finite
+        c = torch.nan_to_num(c / (mass.clamp_min(1e-30) * K), posinf=0.0)
+        mass = r * torch.mv(E, c)  # per sample (local: rows are this rank's samples)
+        r = torch.nan_to_num(r / (mass.clamp_min(1e-30) * B), posinf=0.0)
+    return E.mul_(c).mul_((r * B).unsqueeze(1))
 
 
 class SoftmaxCenter(torch.nn.Module):

@@ -13,8 +13,10 @@ import torch.nn.functional as F
 def cross_entropy(
     teacher_probs: torch.Tensor, student_logits: torch.Tensor, student_temp: float
 ) -> torch.Tensor:
-    """Per-row ``-Σ p · log softmax(z / τ)`` [...]; computed in float32."""
-    lsm = F.log_softmax(student_logits.float() / student_temp, dim=-1)
+    """Per-row ``-Σ p · log softmax(z / τ)`` [...]; computed in float32 (τ = 1: logits already
+    divided, e.g. by the head)."""
+    z = student_logits.float()
+    lsm = F.log_softmax(z / student_temp if student_temp != 1.0 else z, dim=-1)
     return -(teacher_probs.float() * lsm).sum(dim=-1)
 
 

@@ -28,8 +28,8 @@ class Branch(nn.Module):
 
     ``forward`` returns ``cls`` (backbone CLS of the global crops), ``cls_logits`` (DINO head on the
     CLS of every crop: globals first, crop-major) and ``patch_logits`` (iBOT head on the patches
-    where ``masks`` is True). ``mask_input`` puts the mask token into the input (student) or not
-    (teacher).
+    where ``masks`` is True), both divided by ``temp``. ``mask_input`` puts the mask token into the
+    input (student) or not (teacher).
     """
 
     def __init__(self, backbone: nn.Module, dino_head: DINOHead, ibot_head: DINOHead):
@@ -44,15 +44,23 @@ class Branch(nn.Module):
         local_crops: torch.Tensor | None,
         masks: torch.Tensor,
         mask_input: bool = True,
+        temp: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         g = self.backbone(global_crops, masks if mask_input else None)
         cls = [g["cls"]]
         if local_crops is not None and local_crops.shape[0]:
             cls.append(self.backbone(local_crops)["cls"])
+        patches = g["patch"][masks]
+        if self.ibot_head is self.dino_head and not self.dino_head.use_bn:  # shared: one call for both
+            n_cls = sum(c.shape[0] for c in cls)
+            # split, not two slices: a slice's backward zero-fills the whole [N, K] gradient
+            cls_logits, patch_logits = self.dino_head(torch.cat([*cls, patches]), temp).split(
+                [n_cls, patches.shape[0]])
+            return {"cls": g["cls"], "cls_logits": cls_logits, "patch_logits": patch_logits}
         return {
             "cls": g["cls"],
-            "cls_logits": self.dino_head(torch.cat(cls)),
-            "patch_logits": self.ibot_head(g["patch"][masks]),
+            "cls_logits": self.dino_head(torch.cat(cls), temp),
+            "patch_logits": self.ibot_head(patches, temp),
         }
 
 
@@ -134,17 +142,19 @@ class SSLMetaArch(nn.Module):
         g, loc, masks = batch["global_crops"], batch.get("local_crops"), batch["masks"]
         n_g = int(self.cfg.n_global_crops)
         # cached(): a head called twice (CLS, then masked patches) weight-normalises its prototypes once
+        # the heads divide by the temperatures (folded into their prototype scale); softmax
+        # centering subtracts its centre from the raw logits first
+        t_temp = teacher_temp if self.centering == "sinkhorn_knopp" else 1.0
         with torch.no_grad(), parametrize.cached():
-            t = self.teacher(g, None, masks, mask_input=False)
-            t_cls = self._targets(t["cls_logits"].float(), teacher_temp, "dino").chunk(n_g)
-            t_patch = self._targets(t["patch_logits"].float(), teacher_temp, "ibot")
+            t = self.teacher(g, None, masks, mask_input=False, temp=t_temp)
+            t_cls = self._targets(t["cls_logits"].float(), teacher_temp / t_temp, "dino").chunk(n_g)
+            t_patch = self._targets(t["patch_logits"].float(), teacher_temp / t_temp, "ibot")
         with parametrize.cached():
-            s = student(g, loc, masks, mask_input=True)
+            s = student(g, loc, masks, mask_input=True, temp=float(self.cfg.student_temp))
         n_crops = s["cls_logits"].shape[0] // (g.shape[0] // n_g)
         s_cls = list(s["cls_logits"].float().chunk(n_crops))
-        temp = float(self.cfg.student_temp)
-        parts = {"dino_loss": dino_loss(s_cls, list(t_cls), temp)}
-        parts["ibot_loss"] = ibot_loss(s["patch_logits"].float(), t_patch, masks, temp)
+        parts = {"dino_loss": dino_loss(s_cls, list(t_cls), 1.0)}
+        parts["ibot_loss"] = ibot_loss(s["patch_logits"].float(), t_patch, masks, 1.0)
         # the loss term is divided by every global crop (as in DINOv2) though only some are masked;
         # ibot_ce is the cross-entropy per masked image, the number to compare with ln K
         n_masked = masks.any(dim=-1).sum().clamp_min(1)
