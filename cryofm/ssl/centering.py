@@ -34,7 +34,8 @@ def sinkhorn_knopp(
     The iterate is kept as ``diag(r) · exp(x) · diag(c)``: each normalisation rescales the vector
     ``r`` [B] or ``c`` [K] from one matrix-vector product instead of dividing the B×K matrix in place
     twice (DINOv2's code), and the matrix is written once at the end — the same numbers to float32
-    rounding (tests/test_ssl_losses.py), 3× faster for 32 × 65,536 on a CPU (bench_trainer.py).
+    rounding (tests/test_models_heads.py); on 2 CPU threads 79 × 65,536 takes 18 ms instead of 30
+    (32 × 65,536: 12 ms either way).
     """
     x = teacher_logits.float()
     local_max = x.max() if x.numel() else x.new_tensor(float("-inf"))  # a rank may have no rows

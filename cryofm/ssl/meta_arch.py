@@ -12,7 +12,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn.utils import parametrize
 
 from cryofm.models.backbone import backbone_kwargs, create_backbone, embed_dim
 from cryofm.models.heads import DINOHead
@@ -141,16 +140,14 @@ class SSLMetaArch(nn.Module):
         student = self.student if student is None else student
         g, loc, masks = batch["global_crops"], batch.get("local_crops"), batch["masks"]
         n_g = int(self.cfg.n_global_crops)
-        # cached(): a head called twice (CLS, then masked patches) weight-normalises its prototypes once
         # the heads divide by the temperatures (folded into their prototype scale); softmax
         # centering subtracts its centre from the raw logits first
         t_temp = teacher_temp if self.centering == "sinkhorn_knopp" else 1.0
-        with torch.no_grad(), parametrize.cached():
+        with torch.no_grad():
             t = self.teacher(g, None, masks, mask_input=False, temp=t_temp)
             t_cls = self._targets(t["cls_logits"].float(), teacher_temp / t_temp, "dino").chunk(n_g)
             t_patch = self._targets(t["patch_logits"].float(), teacher_temp / t_temp, "ibot")
-        with parametrize.cached():
-            s = student(g, loc, masks, mask_input=True, temp=float(self.cfg.student_temp))
+        s = student(g, loc, masks, mask_input=True, temp=float(self.cfg.student_temp))
         n_crops = s["cls_logits"].shape[0] // (g.shape[0] // n_g)
         s_cls = list(s["cls_logits"].float().chunk(n_crops))
         parts = {"dino_loss": dino_loss(s_cls, list(t_cls), 1.0)}
