@@ -59,7 +59,8 @@ class Check:
         import torch
 
         self.dry = dry_run
-        self.device = torch.device("cpu" if dry_run else "cuda")
+        # an indexed device: init_process_group(device_id=...) needs one
+        self.device = torch.device("cpu") if dry_run else torch.device("cuda", torch.cuda.current_device())
         self.small_model = (["model=convstem_vit_small_dinov3", "model.drop_path_rate=0.0",
                              "++model.kwargs.depth=2", "++model.kwargs.embed_dim=96",
                              "++model.kwargs.num_heads=3", "model.kwargs.stem_channels=[24,48,96]"]
@@ -239,7 +240,7 @@ def check_parallel(c: Check) -> list[tuple[str, bool | None, str]]:
                 continue  # bf16 parameters on the CPU: not what a user runs; the GPU line covers it
             arch, make_opt = build(cfg, c.small["size"], c.device)
             if name == "ddp":
-                ids = [c.device.index or 0] if c.device.type == "cuda" else None
+                ids = [c.device.index] if c.device.type == "cuda" else None
                 student = nn.parallel.DistributedDataParallel(arch.student, device_ids=ids,
                                                               broadcast_buffers=False)
                 opt = make_opt()
