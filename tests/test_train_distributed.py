@@ -116,33 +116,21 @@ def test_fsdp2_teacher_uses_the_ema_weights_world_of_one():
     sharded run's losses must be the plain module's, step for step (they differed by 1.4e-3 at step 2)."""
     import socket
 
-    import numpy as np
-    import torch
     import torch.distributed as dist
     from omegaconf import OmegaConf
 
-    from cryofm.data.masking import sample_masks
     from cryofm.ssl.ema import paired_params
-    from cryofm.ssl.meta_arch import SSLMetaArch
     from cryofm.train.distributed import apply_fsdp
     from cryofm.train.optim import make_optimizer
     from cryofm.train.step import train_step
+    from tests.ssl_tiny import tiny_arch, tiny_batch
 
-    model = OmegaConf.create({"name": "vit_small_patch16_224", "in_chans": 1, "drop_path_rate": 0.0,
-                              "kwargs": {"depth": 2, "embed_dim": 48, "num_heads": 2}})
-    ssl = OmegaConf.load(ROOT / "configs/ssl/dinov2.yaml")
-    head = {"n_prototypes": 64, "hidden_dim": 32, "bottleneck_dim": 16, "nlayers": 3}
-    ssl.dino.head, ssl.ibot.head = head, head
     optim = OmegaConf.load(ROOT / "configs/optim/adamw.yaml")
-    g = torch.Generator().manual_seed(1)
-    batch = {"global_crops": torch.randn(8, 1, 32, 32, generator=g),
-             "local_crops": torch.randn(16, 1, 16, 16, generator=g),
-             "masks": torch.from_numpy(sample_masks(8, 2, 2, (0.1, 0.5), 0.5, np.random.default_rng(0)))}
+    batch = tiny_batch()
     v = {"lr": 1e-3, "wd": 0.04, "last_layer_lr": 1e-3, "teacher_temp": 0.04, "momentum": 0.0}
 
     def run(shard: bool) -> list[float]:
-        torch.manual_seed(0)
-        arch = SSLMetaArch(model, ssl, 32)
+        arch = tiny_arch()
         arch.train()
         if shard:
             apply_fsdp(arch.teacher, False, reshard_root=True)

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from cryofm.data.masking import sample_masks
 from cryofm.ssl.dino_loss import cross_entropy, dino_loss
 from cryofm.ssl.ema import paired_params
-from cryofm.ssl.meta_arch import SSLMetaArch
 from cryofm.train.optim import make_optimizer
 from cryofm.train.step import train_step
+from tests.ssl_tiny import tiny_arch, tiny_batch
 
 
 def test_dino_loss_equals_the_per_pair_mean():
@@ -26,23 +24,6 @@ def test_dino_loss_equals_the_per_pair_mean():
              for it, tt in enumerate(t) for i, ss in enumerate(s) if i != it]
     assert len(pairs) == 10
     assert abs(float(dino_loss(s, t, 0.1)) - float(sum(pairs) / 10)) < 1e-6
-
-
-def _arch(separate: bool) -> SSLMetaArch:
-    torch.manual_seed(0)
-    model = OmegaConf.create({"name": "vit_small_patch16_224", "in_chans": 1, "drop_path_rate": 0.0,
-                              "kwargs": {"depth": 2, "embed_dim": 48, "num_heads": 2}})
-    ssl = OmegaConf.load("configs/ssl/dinov2.yaml")
-    head = {"n_prototypes": 64, "hidden_dim": 32, "bottleneck_dim": 16, "nlayers": 3}
-    ssl.dino.head, ssl.ibot.head, ssl.ibot.separate_head = head, head, separate
-    return SSLMetaArch(model, ssl, 32)
-
-
-def _batch() -> dict:
-    g = torch.Generator().manual_seed(1)
-    return {"global_crops": torch.randn(8, 1, 32, 32, generator=g),
-            "local_crops": torch.randn(16, 1, 16, 16, generator=g),
-            "masks": torch.from_numpy(sample_masks(8, 2, 2, (0.1, 0.5), 0.5, np.random.default_rng(0)))}
 
 
 def _plain_step(arch, opt, batch, v, clip, pairs):
@@ -76,13 +57,13 @@ def _plain_step(arch, opt, batch, v, clip, pairs):
 
 def test_train_step_equals_the_plain_objective_for_three_steps():
     for separate in (True, False):
-        fast, plain = _arch(separate), _arch(separate)
+        fast, plain = tiny_arch(separate), tiny_arch(separate)
         plain.load_state_dict(copy.deepcopy(fast.state_dict()))
         cfg = OmegaConf.load("configs/optim/adamw.yaml")
         o_fast, o_plain = make_optimizer(fast.student, cfg), make_optimizer(plain.student, cfg)
         p_fast = paired_params(fast.student, fast.teacher)
         p_plain = paired_params(plain.student, plain.teacher)
-        batch = _batch()
+        batch = tiny_batch()
         v = {"lr": 1e-3, "wd": 0.04, "last_layer_lr": 1e-3, "teacher_temp": 0.04, "momentum": 0.9}
         for clip in (3.0, 1e-3):  # within the bound (no multiply) and clipped
             for _ in range(2):
@@ -102,10 +83,10 @@ def test_clip_gradients_is_bitwise_torchs_clip_grad_norm_per_part():
     differed in the last bit, which AdamW's first steps blew up to a 1.4e-3 change of the 4th loss)."""
     from cryofm.train.optim import clip_gradients
 
-    a, b = _arch(True), _arch(True)
+    a, b = tiny_arch(True), tiny_arch(True)
     b.load_state_dict(a.state_dict())
     for arch in (a, b):
-        loss, _ = arch(_batch(), 0.04)
+        loss, _ = arch(tiny_batch(), 0.04)
         (1e4 * loss).backward()  # every part far above the bound
     norm = clip_gradients(a.student, 3.0)
     parts = [torch.nn.utils.clip_grad_norm_([p for p in part.parameters() if p.grad is not None], 3.0)
