@@ -19,6 +19,8 @@ head (lightly's example; DINOv2's ``ibot.separate_head: false``); 2 torch thread
   ``pip install --no-deps lightly==1.6.0`` (it is not a cryofm dependency).
 
 Wall-clock medians over interleaved repeats (machine load hits all alike); run on a quiet machine.
+As in ``train()``, glibc keeps freed large buffers (:mod:`cryofm.utils.malloc`; ``--glibc-default``
+measures without).
 
     .venv/bin/python bench/bench_trainer.py          # ~3 min on a 2-core CPU
 """
@@ -189,10 +191,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--out", type=Path, default=None, help="also write the table here")
+    ap.add_argument("--glibc-default", action="store_true",
+                    help="leave glibc's malloc thresholds (train.keep_freed_memory=false)")
     args = ap.parse_args()
 
     import torch
 
+    from cryofm.utils.malloc import keep_freed_memory
+
+    kept = not args.glibc_default and keep_freed_memory()  # what train() does (all three steps alike)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     batch = make_batch(args.batch, args.size, args.local_size, args.locals)
@@ -207,6 +214,8 @@ def main() -> None:
         f"peer: {peer}",
         f"model: timm {VIT}, 1 channel; batch {args.batch}: 2 x {args.size} px + {args.locals} x "
         f"{args.local_size} px crops; heads 2048 hidden / 256 bottleneck; median of {args.repeats}",
+        "malloc: " + ("freed memory kept (train.keep_freed_memory, all steps alike)" if kept
+                      else "glibc's default thresholds"),
     ]
     print(*lines, sep="\n", flush=True)
     for k in args.prototypes:

@@ -36,6 +36,7 @@ from cryofm.train.optim import make_optimizer
 from cryofm.train.runlog import RunLogger
 from cryofm.train.step import train_step
 from cryofm.utils import atomic
+from cryofm.utils.malloc import keep_freed_memory
 from cryofm.utils.threads import resolve_threads
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,8 @@ def train(cfg: DictConfig) -> Path:
     threads = resolve_threads(cfg.train.get("threads"), int(cfg.data.num_workers))
     if threads:
         torch.set_num_threads(threads)
+    if cfg.train.get("keep_freed_memory", True):
+        keep_freed_memory()
     out = Path(cfg.out)
     ckpt_dir = out / "checkpoints"
     torch.manual_seed(int(cfg.seed) + info.rank)

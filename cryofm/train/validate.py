@@ -47,6 +47,8 @@ def _train(cfg: Any) -> None:
                 "debug_dump"):
         c.boolean(cfg, f"train.{key}")
     c.choice(cfg, "train.attention", ATTENTION)
+    if c.value(cfg, "train.keep_freed_memory", None) is not None:  # absent in older configs: on
+        c.boolean(cfg, "train.keep_freed_memory")
     if c.value(cfg, "train.threads", None) != "auto":  # auto: the CPUs this process may use
         c.integer(cfg, "train.threads", 1, none_ok=True)
     c.integer(cfg, "train.debug_preempt_at", 1, none_ok=True)

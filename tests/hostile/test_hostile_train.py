@@ -74,6 +74,7 @@ BAD_OPTIONS = [
     (["train.max_steps=0"], "train.max_steps", ">= 1"),
     (["train.keep_last=-2"], "train.keep_last", ">= 0"),
     (["train.resume=maybe"], "train.resume", "true or false"),
+    (["train.keep_freed_memory=1"], "train.keep_freed_memory", "true or false"),
     (["train.attention=flash"], "train.attention", "sdpa, xformers, auto"),
     (["wandb.mode=on"], "wandb.mode", "online, offline, disabled"),
     (["data.pixel_mean=0.5"], "data.pixel_std", "together"),
