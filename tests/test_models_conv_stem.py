@@ -66,3 +66,20 @@ def test_export_loads_back_by_name_and_as_a_timm_local_dir(tmp_path):
     assert torch.allclose(loaded.forward_features(x), ref)
     local = timm.create_model(f"local-dir:{tmp_path}", pretrained=True).eval()
     assert torch.allclose(local.forward_features(x), ref)
+
+
+def test_a_fresh_process_loads_an_exported_conv_stem_backbone(tmp_path):
+    """load_backbone alone (no other cryofm import first) knows the conv-stem model: bench and user
+    scripts that only load a checkpoint failed with 'Unknown model (convstem_vit)'."""
+    import subprocess
+    import sys
+
+    kw = backbone_kwargs("convstem_vit", 64, 1, 0.0, **KW)
+    m = create_backbone("convstem_vit", 64, 1, 0.0, **KW).eval()
+    export_backbone(m, "convstem_vit", kw, tmp_path, {"image_size": 64})
+    torch.save(m.forward_features(torch.ones(1, 1, 64, 64)), tmp_path / "ref.pt")
+    code = ("import sys, torch; from cryofm.models.export import load_backbone; "
+            "m, _ = load_backbone(sys.argv[1]); ref = torch.load(sys.argv[1] + '/ref.pt', weights_only=True); "
+            "print(torch.allclose(m.forward_features(torch.ones(1, 1, 64, 64)), ref))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    assert out.stdout.strip() == "True", out.stderr[-500:]

@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from cryofm.errors import InputError
+from cryofm.models import conv_stem  # noqa: F401  (registers timm's "convstem_vit" before create_model)
 from cryofm.utils import atomic
 
 WEIGHTS = "backbone.safetensors"

@@ -20,7 +20,7 @@ OVERRIDES = {
     "dtype": ("dtype",), "split": ("split",), "confound": ("confound",), "phase_flip": ("phase_flip",),
     "n_micrographs": ("micrographs", "n"), "micrograph_size": ("micrographs", "size"),
     "micrograph_pixel_size": ("micrographs", "pixel_size"),
-    "particles_per_micrograph": ("micrographs", "particles"),
+    "particles_per_micrograph": ("micrographs", "particles"), "micrograph_snr": ("micrographs", "snr"),
 }
 
 
