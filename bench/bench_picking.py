@@ -3,12 +3,13 @@ same architecture at random init, and DoG, on simulated micrographs with known p
 
 For each micrograph SNR, ``cryofm simulate mode=micrographs preset=<preset> micrograph_snr=<snr>``
 makes the micrographs; each picker runs as ``eval/pick.py`` runs it (the ``pick`` config's
-defaults: fast window features, PC1 score map signed by DoG, Otsu threshold on the candidates) and is
+defaults — PC1 score map signed by DoG, Otsu threshold on the candidates — with the fast and the dense
+window features, ``--paths``) and is
 scored pooled over the micrographs (match within 0.5 × diameter): F1 at the picker's own threshold,
 and — threshold-free, to tell the score map from the threshold rule — average precision and the best
 F1 over one threshold shared by all micrographs.
 
-    .venv/bin/python bench/bench_picking.py --run <demo out>/run     # ~2 min on a 2-core CPU
+    .venv/bin/python bench/bench_picking.py --run <demo out>/run     # ~3 min on a 2-core CPU
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def score(picks: list, truths: list[np.ndarray], radius: float) -> dict[str, flo
             "best_f1": pr["best"]["f1"]}
 
 
-def evaluate(mics: Path, models: dict, meta: dict) -> tuple[float, dict[str, dict[str, float]]]:
+def evaluate(mics: Path, models: dict, meta: dict,
+             overrides: list[str]) -> tuple[float, dict[str, dict[str, float]]]:
     """Scores of DoG and of the features picker of every model on the micrographs in ``mics``."""
     from cryofm.cli import compose
     from cryofm.features.sliding import micrograph_features
@@ -66,7 +68,7 @@ def evaluate(mics: Path, models: dict, meta: dict) -> tuple[float, dict[str, dic
     d = round(float(ds[len(ds) // 2]), 1)
     files = sorted((mics / "micrographs").glob("*.mrc"))
     cfg = compose("pick", [f"micrographs={mics / 'micrographs'}", f"diameter={d}", "out=unused",
-                           "progress=false"])
+                           "progress=false", *overrides])
     truths = load_ground_truth(mics / "picks" / "star", [f.stem for f in files], d)
     opts = {"threshold": cfg.pick.threshold, "nms": float(cfg.pick.nms), "edge": float(cfg.pick.edge),
             "refine": float(cfg.pick.refine)}
@@ -90,11 +92,13 @@ def main() -> None:
     ap.add_argument("--run", required=True, help="training run dir or backbone file (e.g. the demo's run)")
     ap.add_argument("--snr", type=float, nargs="+", default=[0.1, 0.3, 1.0, 3.0], help="micrograph SNRs")
     ap.add_argument("--preset", default="demo")
+    ap.add_argument("--paths", nargs="+", default=["fast", "dense"], help="features.path values to compare")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default=None, help="folder for the micrographs (default: a temp dir)")
     ap.add_argument("--out", type=Path, default=RESULTS / "picking.txt")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("override", nargs="*", help="eval/pick.py key=value overrides (e.g. features.path=dense)")
     args = ap.parse_args()
 
     import torch
@@ -111,7 +115,9 @@ def main() -> None:
              f"checkpoint: {meta.get('model_name')} {json.dumps(meta.get('kwargs', {}), sort_keys=True)}, "
              f"step {meta.get('step')}, trained on {meta.get('image_size')} px particles",
              f"micrographs: cryofm simulate mode=micrographs preset={args.preset} seed={args.seed} "
-             "micrograph_snr=<SNR>; picking as eval/pick.py's defaults; pooled over the micrographs",
+             "micrograph_snr=<SNR>; picking as eval/pick.py's defaults"
+             + (f" with {' '.join(args.override)}" if args.override else "")
+             + "; pooled over the micrographs",
              "columns: F1 at the picker's own threshold (precision / recall) | AP | best F1 at one shared "
              "threshold"]
     print(*lines, sep="\n", flush=True)
@@ -119,12 +125,14 @@ def main() -> None:
         mics = work / f"snr_{snr:g}"
         if not (mics / "ground_truth.json").is_file():
             simulate(compose("simulate", [f"preset={args.preset}", f"seed={args.seed}", "mode=micrographs",
-                                          f"micrograph_snr={snr}", f"out={mics}", "progress=false"]))
-        d, res = evaluate(mics, models, meta)
-        cells = [f"{name} {r['f1']:.3f} ({r['precision']:.2f}/{r['recall']:.2f}) | AP {r['ap']:.3f} | best "
-                 f"{r['best_f1']:.3f}" for name, r in res.items()]
-        lines.append(f"SNR {snr:5.2f} (d {d:.0f} px): " + " || ".join(cells))
-        print(lines[-1], flush=True)
+                                          f"micrograph_snr={snr}", f"out={mics}"]))
+        for path in args.paths:
+            d, res = evaluate(mics, models, meta, [f"features.path={path}", *args.override])
+            cells = [f"{name} {r['f1']:.3f} ({r['precision']:.2f}/{r['recall']:.2f}) | AP {r['ap']:.3f} | "
+                     f"best {r['best_f1']:.3f}" for name, r in res.items()
+                     if name != "dog" or path == args.paths[0]]  # DoG does not depend on the path
+            lines.append(f"SNR {snr:5.2f} (d {d:.0f} px), {path:5s}: " + " || ".join(cells))
+            print(lines[-1], flush=True)
     if not args.no_write:
         from cryofm.utils.atomic import write_text
 

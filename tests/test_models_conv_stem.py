@@ -79,7 +79,8 @@ def test_a_fresh_process_loads_an_exported_conv_stem_backbone(tmp_path):
     export_backbone(m, "convstem_vit", kw, tmp_path, {"image_size": 64})
     torch.save(m.forward_features(torch.ones(1, 1, 64, 64)), tmp_path / "ref.pt")
     code = ("import sys, torch; from cryofm.models.export import load_backbone; "
-            "m, _ = load_backbone(sys.argv[1]); ref = torch.load(sys.argv[1] + '/ref.pt', weights_only=True); "
+            "m, _ = load_backbone(sys.argv[1]); "
+            "ref = torch.load(sys.argv[1] + '/ref.pt', weights_only=True); "
             "print(torch.allclose(m.forward_features(torch.ones(1, 1, 64, 64)), ref))")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
     assert out.stdout.strip() == "True", out.stderr[-500:]
