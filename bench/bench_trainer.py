@@ -23,14 +23,16 @@ that round's bare step (a slow spell of the shared host hits both alike); run on
 As in ``train()``, glibc keeps freed large buffers (:mod:`cryofm.utils.malloc`; ``--glibc-default``
 measures without).
 
-    .venv/bin/python bench/bench_trainer.py          # ~3 min on a 2-core CPU
+    .venv/bin/python bench/bench_trainer.py          # ~10 min on a 2-core CPU (--runs 1: ~3)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -188,6 +190,41 @@ def ratio(times: dict[str, list[float]], name: str) -> float:
     return statistics.median(t / b for t, b in zip(times[name], times["bare"], strict=True))
 
 
+def child_times(batch: dict, size: int, k: int, repeats: int) -> dict[str, list[float]]:
+    """Per-round step times of the bare, cryofm (shared and separate iBOT head) and lightly steps."""
+    steps = {"bare": bare_step(batch, size)}
+    steps["cryofm"] = cryofm_step(batch, size, k, separate_head=False)
+    steps["cryofm_separate"] = cryofm_step(batch, size, k, separate_head=True)
+    peer_step = lightly_step(batch, size, k)
+    if peer_step is not None:
+        steps["lightly"] = peer_step
+    return measure(steps, repeats)
+
+
+def row(k: int, runs: list[dict[str, list[float]]]) -> str:
+    """One table row: median step times and ratios over the runs (each run: its per-round median)."""
+    med = {n: statistics.median(statistics.median(r[n]) for r in runs) for n in runs[0]}
+    rat = {n: [ratio(r, n) for r in runs] for n in runs[0] if n != "bare"}
+
+    def cell(n: str) -> str:
+        v = rat[n]
+        spread = f" [{min(v):.2f}-{max(v):.2f}]" if len(v) > 1 else ""
+        return f"ratio {statistics.median(v):.2f}{spread}"
+
+    out = [f"K {k:6d}: bare {1000 * med['bare']:6.0f} ms | cryofm {1000 * med['cryofm']:6.0f} ms, "
+           f"{cell('cryofm')} (target <= {1.5 if k > 10000 else 1.2})"]
+    if "lightly" in rat:
+        out.append(f"lightly {1000 * med['lightly']:6.0f} ms, {cell('lightly')}")
+    out.append(f"cryofm, separate iBOT head: {cell('cryofm_separate')}")
+    return " | ".join(out)
+
+
+def _passthrough(args) -> list[str]:
+    keys = ("size", "local_size", "locals", "batch", "threads", "repeats")
+    out = [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in keys]
+    return out + (["--glibc-default"] if args.glibc_default else [])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prototypes", type=int, nargs="+", default=[65536, 4096])
@@ -196,8 +233,10 @@ def main() -> None:
     ap.add_argument("--locals", type=int, default=8)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=8, help="interleaved rounds per process")
     ap.add_argument("--out", type=Path, default=None, help="also write the table here")
+    ap.add_argument("--runs", type=int, default=3, help="fresh processes per K (ratio: their median)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--glibc-default", action="store_true",
                     help="leave glibc's malloc thresholds (train.keep_freed_memory=false)")
     args = ap.parse_args()
@@ -220,30 +259,24 @@ def main() -> None:
         f"machine: {platform.machine()} CPU, {args.threads} torch threads; torch {torch.__version__}; "
         f"peer: {peer}",
         f"model: timm {VIT}, 1 channel; batch {args.batch}: 2 x {args.size} px + {args.locals} x "
-        f"{args.local_size} px crops; heads 2048 hidden / 256 bottleneck; {args.repeats} rounds "
-        "(ratio: median of the per-round ratios)",
+        f"{args.local_size} px crops; heads 2048 hidden / 256 bottleneck; {args.runs} fresh processes x "
+        f"{args.repeats} rounds (ratio: median over processes [range] of each one's median per-round ratio)",
         "malloc: " + ("freed memory kept (train.keep_freed_memory, all steps alike)" if kept
                       else "glibc's default thresholds"),
     ]
     print(*lines, sep="\n", flush=True)
+    if args.child:
+        times = child_times(batch, args.size, args.prototypes[0], args.repeats)
+        print("TIMES " + json.dumps(times), flush=True)
+        return
     for k in args.prototypes:
-        steps = {"bare": bare_step(batch, args.size)}
-        steps["cryofm"] = cryofm_step(batch, args.size, k, separate_head=False)
-        steps["cryofm_separate"] = cryofm_step(batch, args.size, k, separate_head=True)
-        peer_step = lightly_step(batch, args.size, k)
-        if peer_step is not None:
-            steps["lightly"] = peer_step
-        times = measure(steps, args.repeats)
-        t = {k: statistics.median(v) for k, v in times.items()}
-        b = t["bare"]
-        row = [f"K {k:6d}: bare {1000 * b:6.0f} ms | cryofm {1000 * t['cryofm']:6.0f} ms, ratio "
-               f"{ratio(times, 'cryofm'):.2f} (target <= {1.5 if k > 10000 else 1.2})"]
-        if "lightly" in t:
-            row.append(f"lightly {1000 * t['lightly']:6.0f} ms, ratio {ratio(times, 'lightly'):.2f}")
-        row.append(f"cryofm, separate iBOT head: ratio {ratio(times, 'cryofm_separate'):.2f}")
-        lines.append(" | ".join(row))
+        runs = []
+        for _ in range(args.runs):  # a fresh process each: heap and cache state of one run leak into the next
+            cmd = [sys.executable, __file__, "--child", "--prototypes", str(k), *_passthrough(args)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            runs.append(json.loads(out.split("TIMES ", 1)[1]))
+        lines.append(row(k, runs))
         print(lines[-1], flush=True)
-        del steps
     if args.out:
         from cryofm.utils.atomic import write_text
 

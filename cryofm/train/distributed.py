@@ -9,6 +9,7 @@ per transformer block, bf16 parameters with fp32 reductions on CUDA) or the plai
 from __future__ import annotations
 
 import datetime
+import inspect
 import os
 import signal
 from dataclasses import dataclass
@@ -106,7 +107,12 @@ def wrap_student(student: nn.Module, info: DistInfo, strategy: str = "ddp", bf16
         return student
     if strategy == "ddp":
         ids = [info.device.index] if info.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(student, device_ids=ids, broadcast_buffers=False)
+        ddp = nn.parallel.DistributedDataParallel
+        # no buffer sync each forward (the student has none that ranks must share); torch 2.14 renamed
+        # broadcast_buffers (deprecated, warns) to forward_sync_buffers
+        sync = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp).parameters
+                else "broadcast_buffers")
+        return ddp(student, device_ids=ids, **{sync: False})
     if strategy == "fsdp":
         return apply_fsdp(student, bf16)
     raise ValueError(f"unknown parallel strategy {strategy!r} (ddp, fsdp or none)")
