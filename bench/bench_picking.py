@@ -28,19 +28,6 @@ sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 
 
-def random_like(meta: dict, seed: int = 0):
-    """A randomly initialised backbone of the checkpoint's architecture (the probes' baseline)."""
-    import torch
-
-    from cryofm.models.backbone import create_backbone
-
-    torch.manual_seed(seed)
-    kw = {k: v for k, v in (meta.get("kwargs") or {}).items() if k != "drop_path_rate"}
-    size, chans = kw.pop("img_size", int(meta.get("image_size") or 224)), kw.pop("in_chans", 1)
-    kw.pop("num_classes", None)
-    return create_backbone(str(meta["model_name"]), img_size=size, in_chans=chans, **kw).eval()
-
-
 def score(picks: list, truths: list[np.ndarray], radius: float) -> dict[str, float]:
     """Pooled F1 at the own threshold, AP and best F1 of a picker's results."""
     from cryofm.picking.metrics import pr_curve, score_micrographs
@@ -60,18 +47,16 @@ def evaluate(mics: Path, models: dict, meta: dict,
     from cryofm.picking.dog import dog_score_map
     from cryofm.picking.pca import feature_score_map
     from cryofm.picking.picker import pick
-    from cryofm.picking.run import feature_kwargs
+    from cryofm.picking.run import feature_kwargs, pick_options
     from cryofm.picking.truth import load_ground_truth
+    from cryofm.simulate.micrograph import median_diameter
 
-    gt = json.loads((mics / "ground_truth.json").read_text())
-    ds = sorted(m["diameter_px"] for m in gt["micrographs"])
-    d = round(float(ds[len(ds) // 2]), 1)
+    d = median_diameter(mics)
     files = sorted((mics / "micrographs").glob("*.mrc"))
     cfg = compose("pick", [f"micrographs={mics / 'micrographs'}", f"diameter={d}", "out=unused",
                            "progress=false", *overrides])
     truths = load_ground_truth(mics / "picks" / "star", [f.stem for f in files], d)
-    opts = {"threshold": cfg.pick.threshold, "nms": float(cfg.pick.nms), "edge": float(cfg.pick.edge),
-            "refine": float(cfg.pick.refine)}
+    opts = pick_options(cfg)
     kw = feature_kwargs(cfg, meta)
     picks: dict[str, list] = {"dog": [], **{name: [] for name in models}}
     for f in files:
@@ -104,12 +89,14 @@ def main() -> None:
     import torch
 
     from cryofm.cli import compose
+    from cryofm.models.backbone import random_backbone
     from cryofm.models.export import load_backbone
     from cryofm.simulate.commands import simulate
 
     torch.set_num_threads(args.threads)
     model, meta = load_backbone(args.run, device=torch.device("cpu"))
-    models = {"features": model, "features, random init": random_like(meta, args.seed)}
+    rand = random_backbone(str(meta["model_name"]), dict(meta.get("kwargs") or {}), args.seed).eval()
+    models = {"features": model, "features, random init": rand}
     work = Path(args.work or tempfile.mkdtemp(prefix="cryofm_picking_"))
     lines = [f"machine: {platform.machine()} CPU, {args.threads} threads; torch {torch.__version__}",
              f"checkpoint: {meta.get('model_name')} {json.dumps(meta.get('kwargs', {}), sort_keys=True)}, "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -21,13 +20,6 @@ def _bin(name: str) -> str:
     return str(cand) if cand.exists() else name
 
 
-def _sim_diameter(mics: Path) -> float:
-    """Median particle diameter (px) of the simulated micrographs, from their ground truth."""
-    gt = json.loads((mics / "ground_truth.json").read_text())
-    ds = sorted(m["diameter_px"] for m in gt["micrographs"])
-    return round(float(ds[len(ds) // 2]), 1)
-
-
 def _real_micrographs(cfg: DictConfig) -> tuple[str, str] | None:
     """(micrograph glob, ground-truth glob) of the real set, or None when there is none."""
     if cfg.real.micrographs:
@@ -40,6 +32,7 @@ def _real_micrographs(cfg: DictConfig) -> tuple[str, str] | None:
 
 def build_stages(cfg: DictConfig) -> list[Stage]:
     """The demo as a list of commands; paths under ``cfg.out``."""
+    from cryofm.simulate.micrograph import median_diameter  # torch: only once the demo runs
     out = Path(cfg.out).resolve()
     py, cryofm = sys.executable, _bin("cryofm")
     dataset, run, mics = out / "dataset", out / "run", out / "micrographs"
@@ -74,11 +67,11 @@ def build_stages(cfg: DictConfig) -> list[Stage]:
               lambda: [cryofm, "simulate", "mode=micrographs", f"out={mics}", *sim], outputs=[mics]),
         Stage("pca", "sliding-window features of the micrographs as PCA images",
               lambda: [py, str(ROOT / "eval" / "micrograph_pca.py"), f"micrographs={mics / 'micrographs'}",
-                       f"diameter={_sim_diameter(mics)}", f"checkpoint={run}", f"out={out / 'pca'}"],
+                       f"diameter={median_diameter(mics)}", f"checkpoint={run}", f"out={out / 'pca'}"],
               outputs=[out / "pca"]),
         Stage("pick", "unsupervised picking (frozen features, and the DoG baseline) on simulated micrographs",
               lambda: pick("pick", str(mics / "micrographs"), str(mics / "picks" / "star"),
-                           _sim_diameter(mics), list(cfg.pick.overrides)), outputs=[out / "pick"]),
+                           median_diameter(mics), list(cfg.pick.overrides)), outputs=[out / "pick"]),
     ]
     if real is not None:
         mic_glob, gt_glob = real

@@ -57,6 +57,17 @@ def create_backbone(model_name: str, img_size: int = 224, in_chans: int = 1, dro
     return timm.create_model(model_name, pretrained=False, **kw)
 
 
+def random_backbone(model_name: str, kwargs: dict[str, Any], seed: int = 0) -> nn.Module:
+    """The random-init baseline of a checkpoint: its architecture (``backbone.json``'s name and
+    kwargs) created right after ``torch.manual_seed(seed)``, without drop path."""
+    import torch
+
+    torch.manual_seed(int(seed))
+    kw = {k: v for k, v in kwargs.items() if k != "drop_path_rate"}
+    size, chans = kw.pop("img_size", 224), kw.pop("in_chans", 1)
+    return create_backbone(model_name, img_size=size, in_chans=chans, **kw)
+
+
 def patch_size(model: nn.Module) -> int:
     """Patch edge in pixels (the stem's total stride for a ``convstem_vit``)."""
     s = conv_stem.stride(model)

@@ -64,12 +64,17 @@ def feature_kwargs(cfg: DictConfig, meta: dict) -> dict[str, Any]:
             "progress": bool(cfg.get("progress", False))}
 
 
+def pick_options(cfg: DictConfig) -> dict[str, Any]:
+    """Keyword arguments of :func:`cryofm.picking.picker.pick` from the ``pick`` config group."""
+    pk = cfg.pick
+    return {"threshold": pk.threshold, "nms": float(pk.nms), "edge": float(pk.edge),
+            "refine": float(pk.refine)}
+
+
 def _process(path: Path, d: float, cfg: DictConfig, model, meta) -> dict[str, np.ndarray]:
     """Everything computed for one micrograph, as arrays (the cache content)."""
     img = read_micrograph(path)
-    pk = cfg.pick
-    opts = {"threshold": pk.threshold, "nms": float(pk.nms), "edge": float(pk.edge),
-            "refine": float(pk.refine)}
+    opts = pick_options(cfg)
     t0 = time.perf_counter()
     dmap = dog_score_map(img, d, particle_contrast=str(cfg.contrast), k=float(cfg.dog.k))
     res: dict[str, np.ndarray] = {"shape": np.asarray(img.shape)}

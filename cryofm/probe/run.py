@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cryofm import schema
@@ -32,7 +31,7 @@ from cryofm.features.particles import (
     pick_device,
     random_init_identity,
 )
-from cryofm.models.backbone import create_backbone
+from cryofm.models.backbone import random_backbone
 from cryofm.models.export import META, load_backbone, resolve_backbone_file
 from cryofm.probe.erase import acquisition_matrix
 from cryofm.probe.inputs import check_inputs
@@ -75,11 +74,7 @@ def _featurizers(cfg: DictConfig) -> list[tuple[str, Any, dict[str, Any]]]:
         rident = backbone_identity(meta, {**random_init_identity(name, kwargs, seed), **precision}, layers)
 
         def build_random() -> BackboneFeaturizer:
-            torch.manual_seed(seed)
-            kw = {k: v for k, v in kwargs.items() if k != "drop_path_rate"}
-            size, chans = kw.pop("img_size", 224), kw.pop("in_chans", 1)
-            model = create_backbone(name, img_size=size, in_chans=chans, **kw)
-            return BackboneFeaturizer(model, meta, rident, layers, device, amp)
+            return BackboneFeaturizer(random_backbone(name, kwargs, seed), meta, rident, layers, device, amp)
 
         out.append(("random_init", LazyFeaturizer(build_random, rident), rident))
     if int(cfg.baselines.pixels) > 0:

@@ -13,6 +13,7 @@ Coordinates are particle centres in micrograph pixels, x = column, y = row (RELI
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,3 +267,11 @@ def _preview(path: Path, res: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
     plt.close(fig)
+
+
+def median_diameter(mics: str | Path) -> float:
+    """Median particle diameter (px, 0.1 px) of micrographs simulated into ``mics``, from their
+    ``ground_truth.json``."""
+    gt = json.loads((Path(mics) / "ground_truth.json").read_text())
+    ds = sorted(m["diameter_px"] for m in gt["micrographs"])
+    return round(float(ds[len(ds) // 2]), 1)
