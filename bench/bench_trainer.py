@@ -9,6 +9,9 @@ head (lightly's example; DINOv2's ``ibot.separate_head: false``); 2 torch thread
 * **bare**: the backbone alone — forward on the global and the local crops, backward from the sum of
   the CLS tokens, one fused AdamW step over the backbone (the fastest plain step; the denominator
   of both ratios).
+* **floor**: the bare step plus the teacher backbone's forward on the global crops (no gradient):
+  work every DINOv2 step does, so no implementation's ratio can be below it (heads, losses,
+  clipping and EMA come on top).
 * **cryofm**: :func:`cryofm.train.step.train_step`, what the training loop runs: teacher forward,
   Sinkhorn-Knopp, student forward (masked globals + locals), heads, DINO + iBOT + KoLeo, backward,
   per-part clipping, AdamW with per-group lr/wd, foreach EMA. Also with a separate iBOT head
@@ -81,6 +84,25 @@ def bare_step(batch: dict, size: int) -> Callable[[], None]:
         opt.zero_grad(set_to_none=True)
         out.backward()
         opt.step()
+
+    return step
+
+
+def floor_step(batch: dict, size: int) -> Callable[[], None]:
+    """The bare step plus the one piece of work no DINOv2 step can skip: the teacher backbone's
+    forward (no gradient, no drop path) on the global crops. Its ratio is the floor of every
+    implementation's ratio, before any head, loss, clipping or EMA."""
+    import timm
+    import torch
+
+    bare = bare_step(batch, size)
+    teacher = timm.create_model(VIT, pretrained=False, img_size=size, drop_path_rate=0.0, **VIT_KW)
+    teacher.eval().requires_grad_(False)
+
+    def step() -> None:
+        with torch.no_grad():
+            teacher.forward_features(batch["global_crops"])
+        bare()
 
     return step
 
@@ -191,8 +213,8 @@ def ratio(times: dict[str, list[float]], name: str) -> float:
 
 
 def child_times(batch: dict, size: int, k: int, repeats: int) -> dict[str, list[float]]:
-    """Per-round step times of the bare, cryofm (shared and separate iBOT head) and lightly steps."""
-    steps = {"bare": bare_step(batch, size)}
+    """Per-round step times of the bare, floor, cryofm (shared and separate iBOT head) and lightly steps."""
+    steps = {"bare": bare_step(batch, size), "floor": floor_step(batch, size)}
     steps["cryofm"] = cryofm_step(batch, size, k, separate_head=False)
     steps["cryofm_separate"] = cryofm_step(batch, size, k, separate_head=True)
     peer_step = lightly_step(batch, size, k)
@@ -216,6 +238,7 @@ def row(k: int, runs: list[dict[str, list[float]]]) -> str:
     if "lightly" in rat:
         out.append(f"lightly {1000 * med['lightly']:6.0f} ms, {cell('lightly')}")
     out.append(f"cryofm, separate iBOT head: {cell('cryofm_separate')}")
+    out.append(f"floor (bare + teacher forward): {cell('floor')}")
     return " | ".join(out)
 
 
