@@ -195,9 +195,10 @@ def split(cfg: DictConfig) -> int:
     fr = opt.fractions(cfg, "fractions")
     group_key, stratify_key = opt.text(cfg, "group_key"), opt.text(cfg, "stratify_key")
     heldout = opt.text_list(cfg, "heldout")
+    train = opt.text_list(cfg, "train")
     try:
         result = make_split(root, seed=seed, fractions=fr, group_key=group_key,
-                            stratify_key=stratify_key, heldout=heldout)
+                            stratify_key=stratify_key, heldout=heldout, train=train)
     except OSError as exc:
         raise _os_error(exc, root / "split.json") from None
     print(format_summary(result))

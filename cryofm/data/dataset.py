@@ -81,11 +81,12 @@ def split_experiments(dataset: str | Path, split: str) -> list[str]:
     return sorted(e for e, side in assignment.items() if side == split)
 
 
-def split_urls(dataset: str | Path, split: str) -> list[str]:
-    """Absolute shard paths of the experiments on ``split`` (train | val | heldout | all)."""
+def split_urls(dataset: str | Path, split: str, exclude: Iterable[str] = ()) -> list[str]:
+    """Absolute shard paths of the experiments on ``split`` (train | val | heldout | all), leaving
+    out the experiments named in ``exclude``."""
     root = Path(dataset).resolve()
     manifest = load_manifest(root)
-    keep = set(split_experiments(root, split))
+    keep = set(split_experiments(root, split)) - set(exclude)
     return [str(root / s["path"]) for s in manifest["shards"] if s["experiment"] in keep]
 
 

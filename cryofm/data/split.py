@@ -104,7 +104,7 @@ def check_key(exps: dict[str, dict[str, Any]], key_name: str, key: str | None) -
 
 def make_split(dataset: str | Path, seed: int = 0, fractions: Sequence[float] = (0.8, 0.1, 0.1),
                group_key: str | None = None, stratify_key: str | None = None,
-               heldout: Sequence[str] = (), write: bool = True) -> dict[str, Any]:
+               heldout: Sequence[str] = (), write: bool = True, train: Sequence[str] = ()) -> dict[str, Any]:
     """Split the experiments of ``dataset`` and write ``split.json``.
 
     Args:
@@ -115,6 +115,8 @@ def make_split(dataset: str | Path, seed: int = 0, fractions: Sequence[float] = 
             experiments without it are their own group. InputError when no experiment has it.
         stratify_key: experiment fact (e.g. ``ProteinClass``) to stratify by.
         heldout: experiments forced into held-out (with their whole group); the rest are split.
+        train: experiments forced into training (with their whole group), e.g. background boxes that
+            pretraining should see and no evaluation should score; the rest are split as without them.
         write: write ``<dataset>/split.json`` (atomically).
 
     Returns:
@@ -123,10 +125,11 @@ def make_split(dataset: str | Path, seed: int = 0, fractions: Sequence[float] = 
     """
     manifest = load_manifest(dataset)
     exps = manifest["experiments"]
-    unknown = [e for e in heldout if e not in exps]
-    if unknown:
-        raise InputError("heldout", f"unknown experiment id(s) {unknown} (the dataset has "
-                                    f"{_few(sorted(exps))})")
+    for key_name, named in (("heldout", heldout), ("train", train)):
+        unknown = [e for e in named if e not in exps]
+        if unknown:
+            raise InputError(key_name, f"unknown experiment id(s) {unknown} (the dataset has "
+                                       f"{_few(sorted(exps))})")
     for key_name, key in (("group_key", group_key), ("stratify_key", stratify_key)):
         check_key(exps, key_name, key)
     groups: dict[str, list[str]] = defaultdict(list)
@@ -138,7 +141,11 @@ def make_split(dataset: str | Path, seed: int = 0, fractions: Sequence[float] = 
         if stratify_key:
             strata.setdefault(g, str(facts.get(stratify_key)))
     forced = {g for g, members in groups.items() if set(members) & set(heldout)}
-    rest = {g: m for g, m in groups.items() if g not in forced}
+    to_train = {g for g, members in groups.items() if set(members) & set(train)}
+    both = sorted(e for g in forced & to_train for e in groups[g])
+    if both:
+        raise InputError("train", f"experiment group(s) of {both} forced into both train and heldout")
+    rest = {g: m for g, m in groups.items() if g not in forced | to_train}
     f = list(fractions)
     if forced:  # the forced groups are the held-out side; split the rest into train / val
         f = [f[0], f[1], 0.0] if f[0] + f[1] > 0 else [1.0, 0.0, 0.0]
@@ -146,11 +153,15 @@ def make_split(dataset: str | Path, seed: int = 0, fractions: Sequence[float] = 
     for g in forced:
         for e in groups[g]:
             assignment[e] = "heldout"
+    for g in to_train:
+        for e in groups[g]:
+            assignment[e] = "train"
     summary = {side: {"experiments": sorted(e for e, s in assignment.items() if s == side),
                       "particles": int(sum(exps[e]["n"] for e, s in assignment.items() if s == side))}
                for side in fmt.SPLITS}
     result = {"seed": int(seed), "fractions": [float(x) for x in fractions], "group_key": group_key,
               "stratify_key": stratify_key, "heldout": list(heldout),
+              "train": list(train),
               "assignment": dict(sorted(assignment.items())), "summary": summary}
     if write:
         write_json(Path(dataset) / fmt.SPLIT, result)

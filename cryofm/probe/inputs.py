@@ -23,6 +23,10 @@ def check_options(cfg: DictConfig) -> None:
     c.choice(cfg, "features.device", DEVICES)
     c.boolean(cfg, "features.amp")
     c.integer(cfg, "features.per_experiment", 0)
+    skip = cfg.get("exclude_experiments")
+    if skip is not None and (not OmegaConf.is_list(skip) or any(
+            isinstance(e, bool) or not isinstance(e, (str, int)) for e in skip)):
+        raise InputError("exclude_experiments", f"must be a list of experiment names, got {skip!r}")
     c.boolean(cfg, "baselines.random_init")
     c.integer(cfg, "baselines.pixels", 0)
     c.integer(cfg, "baselines.seed", 0)

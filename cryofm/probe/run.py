@@ -126,7 +126,8 @@ def run_probe(cfg: DictConfig) -> dict[str, Any]:
     check_inputs(cfg)
     data, out = Path(cfg.data), Path(cfg.out)
     tasks: list[Task] = [make_task(t) for t in OmegaConf.to_container(cfg.tasks, resolve=True)]
-    urls = {side: split_urls(data, side) for side in SIDES}
+    skip = [str(e) for e in (cfg.get("exclude_experiments") or [])]  # e.g. background boxes: no labels
+    urls = {side: split_urls(data, side, skip) for side in SIDES}
     if not urls["train"]:
         raise InputError(data / "split.json", "no training experiments: the probes need some")
     cache = FeatureCache(os.path.expanduser(str(cfg.cache_dir)))

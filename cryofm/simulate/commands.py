@@ -103,6 +103,12 @@ def simulate_dataset(p: dict[str, Any], out: Path) -> dict[str, Any]:
                          "density": {"source": dens.meta.get("source"), "kind": dens.meta.get("source_kind"),
                                      "stand_in_for": dens.meta.get("stand_in_for"),
                                      "voxel_size": dens.pixel_size, "box": dens.box}}
+    train_only: tuple[str, ...] = ()
+    if int((p.get("background") or {}).get("per_micrograph") or 0) > 0:
+        from cryofm.simulate.background import NAME, add_background
+
+        summary[NAME] = add_background(p, out, box, str(p["dtype"]), bool(p["overwrite"]))
+        train_only = (NAME,)  # pretraining sees it; no probe scores it (it has no labels)
     split = None
     if p.get("split", True) and len(loaded) >= 2:
         from cryofm.data.split import make_split
@@ -110,7 +116,7 @@ def simulate_dataset(p: dict[str, Any], out: Path) -> dict[str, Any]:
         names = {entry["name"] for entry, _, _ in loaded}
         heldout = tuple(e for e in p.get("split_heldout") or () if e in names)  # absent ones: ignored
         split = make_split(out, seed=seed, fractions=tuple(p.get("split_fractions", (0.8, 0.1, 0.1))),
-                           group_key="SequenceCluster", heldout=heldout)["assignment"]
+                           group_key="SequenceCluster", heldout=heldout, train=train_only)["assignment"]
     info = {"preset": p["preset"], "confound": bool(p.get("confound", True)), "seed": seed,
             "image_size": size, "box": box, "experiments": summary, "split": split}
     write_json(out / "simulation.json", info)
