@@ -67,7 +67,8 @@ def background_items(p: dict[str, Any], work: Path) -> list[tuple[np.ndarray, di
     info = simulate_micrographs(q, work)
     rng = np.random.default_rng([int(p["seed"]), SEED_OFFSET])
     px = float(info["pixel_size"])
-    fov, min_d, per = float(p.get("fov_factor", 1.6)), float(bg.get("min_distance", 0.8)), int(bg["per_micrograph"])
+    fov, min_d = float(p.get("fov_factor", 1.6)), float(bg.get("min_distance", 0.8))
+    per = int(bg["per_micrograph"])
     spec = info["spec"]
     # one window edge for the experiment (the picker, too, uses one diameter: the median)
     window = int(round(fov * float(np.median([m["diameter_px"] for m in info["micrographs"]]))))

@@ -42,6 +42,7 @@ def check_simulate(cfg: Any) -> None:
     c.number(cfg, "micrograph_pixel_size", 0, lo_open=True, none_ok=True)
     c.integer(cfg, "particles_per_micrograph", 0, none_ok=True)
     c.number(cfg, "micrograph_snr", 0, lo_open=True, none_ok=True)
+    c.integer(cfg, "background_boxes", 0, none_ok=True)
 
 
 def simulate(cfg: Any) -> int:

@@ -21,6 +21,7 @@ OVERRIDES = {
     "n_micrographs": ("micrographs", "n"), "micrograph_size": ("micrographs", "size"),
     "micrograph_pixel_size": ("micrographs", "pixel_size"),
     "particles_per_micrograph": ("micrographs", "particles"), "micrograph_snr": ("micrographs", "snr"),
+    "background_boxes": ("background", "per_micrograph"),
 }
 
 

@@ -501,6 +501,8 @@ SPLIT_OPTIONS = [
     ("group-key-list", ["group_key=[a,b]"], "group_key", "must be a single value"),
     ("stratify-key-absent", ["stratify_key=EMPIAR"], "stratify_key", "'EMPIAR' is a schema field, but no"),
     ("heldout-unknown", ["heldout=[exp0,nope]"], "heldout", "unknown experiment id(s) ['nope']"),
+    ("train-unknown", ["train=[nope]"], "train", "unknown experiment id(s) ['nope']"),
+    ("train-and-heldout", ["train=[exp0]", "heldout=[exp0]"], "train", "forced into both train and heldout"),
 ]
 
 

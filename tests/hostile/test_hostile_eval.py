@@ -58,6 +58,7 @@ PROBE_OPTIONS = [
     ({"probe.logistic_C": "[0,1]"}, "probe.logistic_C", "> 0"),
     ({"probe.cap": "abc"}, "probe.cap", "integer"),
     ({"baselines.pixels": -1}, "baselines.pixels", ">= 0"),
+    ({"exclude_experiments": "background"}, "exclude_experiments", "list of experiment names"),
     ({"erasure": "[regress_out,magic]"}, "erasure", "regress_out, leace"),
     ({"acquisition_fields": "[DefocusU,Nope]"}, "acquisition_fields", "unknown schema field 'Nope'"),
     ({"tasks.0.source": "Nope"}, "tasks[0].source", "unknown schema field 'Nope'"),

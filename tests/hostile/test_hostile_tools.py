@@ -36,6 +36,7 @@ SIMULATE = [
     (["experiments=blob_c1"], "experiments", "list of experiment names"),
     (["micrograph_size=8"], "micrograph_size", ">= 32"),
     (["overwrite=please"], "overwrite", "true or false"),
+    (["background_boxes=-1"], "background_boxes", ">= 0"),
 ]
 
 
