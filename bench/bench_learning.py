@@ -172,9 +172,10 @@ def id_particles(dataset: Path, label: str = "ProteinClass", per_class: int = 15
 
     from cryofm.data.dataset import split_urls
     from cryofm.features.particles import iter_shard
+    from cryofm.simulate.background import NAME
 
     imgs, labels, count = [], [], {}
-    for url in split_urls(dataset, "train"):
+    for url in split_urls(dataset, "train", exclude=[NAME]):  # background boxes: no protein class
         for img, rec in iter_shard(url):
             y = rec.get(label)
             if y is None or count.get(y, 0) >= per_class:

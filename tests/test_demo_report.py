@@ -22,8 +22,10 @@ def test_report_reads_every_stage_output(tmp_path):
            "acquisition": {"pixel_size": 4.61, "voltage": 300.0, "dose": 53.75, "defocus_centre": 20000.0},
            "density": {"kind": "map"}}
     sim = {"preset": "demo", "confound": True, "image_size": 64,
-           "experiments": {"groel": exp, "ring": {**exp, "facts": {"Symmetry": "C7"}}},
-           "split": {"groel": "train", "ring": "heldout"}}
+           "experiments": {"groel": exp, "ring": {**exp, "facts": {"Symmetry": "C7"}},
+                           "background": {"n": 600, "facts": {"ProteinClass": "background"},
+                                          "micrographs": 12}},
+           "split": {"groel": "train", "ring": "heldout", "background": "train"}}
     (out / "dataset" / "simulation.json").write_text(json.dumps(sim))
     (out / "run").mkdir()
     rows = [{"step": i, "loss": 10.0 - i, "dino_loss": 6.93 - 0.1 * i, "ibot_loss": 3.4, "koleo_loss": 0.5,
@@ -47,6 +49,10 @@ def test_report_reads_every_stage_output(tmp_path):
     assert "| simulate | simulate | ran | 12.2 |" in text and "| total |  |  | 612.2 |" in text
     # the dataset table from simulation.json, sorted train first
     assert text.index("| groel | train |") < text.index("| ring | heldout |") and "801.5" in text
+    # background boxes: a row of their own, counted apart from the simulated experiments
+    assert "| background | train | 600 | windows of 12 micrographs |" in text
+    assert "2 simulated experiments of 64 px particles (preset 'demo') plus an experiment of background" \
+        in text
     # the training numbers from metrics.jsonl
     assert "6.930 → 6.730" in text and f"{math.log(1024):.3f}" not in text  # no config: no ln K row
     # picking from metrics.json, both pickers

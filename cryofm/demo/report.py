@@ -39,12 +39,19 @@ def _dataset(rep: Report, out: Path) -> None:
         return
     rep.heading("1. Dataset")
     acq = "confounded with" if sim["confound"] else "independent of"
-    rep.text(f"{len(sim['experiments'])} simulated experiments of {sim['image_size']} px particles "
-             f"(preset '{sim['preset']}'); acquisition {acq} the experiment. The split is by "
+    n_bg = sum(1 for e in sim["experiments"].values() if "acquisition" not in e)
+    bg = (" plus an experiment of background boxes (windows of simulated micrographs away from every "
+          "particle: training only, never probed)") if n_bg else ""
+    rep.text(f"{len(sim['experiments']) - n_bg} simulated experiments of {sim['image_size']} px particles "
+             f"(preset '{sim['preset']}'){bg}; acquisition {acq} the experiment. The split is by "
              "experiment: no held-out experiment contributes a particle "
              "to training.")
     rows = []
     for name, e in sim["experiments"].items():
+        if "acquisition" not in e:  # background boxes (cryofm.simulate.background): no density
+            rows.append({"experiment": name, "split": sim["split"].get(name, ""), "particles": e["n"],
+                         "density": f"windows of {e.get('micrographs', '?')} micrographs"})
+            continue
         f, a = e["facts"], e["acquisition"]
         rows.append({"experiment": name, "split": sim["split"].get(name, ""), "particles": e["n"],
                      "density": e["density"]["kind"], "symmetry": f.get("Symmetry"),
