@@ -243,9 +243,13 @@ def demo(args) -> bool:
 
     gt = json.loads((mics / "ground_truth.json").read_text())
     diam = sorted(m["diameter_px"] for m in gt["micrographs"])[len(gt["micrographs"]) // 2]
+    from omegaconf import OmegaConf
+
+    demo_pick = list(OmegaConf.load(ROOT / "configs" / "demo.yaml").pick.overrides or [])  # as the demo picks
     pick = run_pick(compose("pick", [f"micrographs={mics / 'micrographs'}", f"diameter={diam}",
                                      "picker=features", f"checkpoint={run}", f"out={work / 'demo_pick'}",
-                                     f"ground_truth={mics / 'picks' / 'star'}", "progress=false"]))
+                                     f"ground_truth={mics / 'picks' / 'star'}", "progress=false",
+                                     *demo_pick]))
     f1 = {p: pick["pickers"][p]["operating"]["pooled"]["f1"] for p in ("features", "dog")}
     wall = time.perf_counter() - t0
     cfg = run_config(run)
@@ -263,7 +267,8 @@ def demo(args) -> bool:
               f"particles, {len(probe_train[1])} / {len(probe_test[1])})",
               f"recipe: experiment=demo ({cfg.model.name}), K={cfg.ssl.dino.head.n_prototypes}, batch "
               f"{cfg.train.batch_size_per_gpu}, {args.steps} steps in {t_train:.0f} s; probes "
-              f"{t_pick - t_probe:.0f} s, picking {time.perf_counter() - t_pick:.0f} s",
+              f"{t_pick - t_probe:.0f} s, picking {time.perf_counter() - t_pick:.0f} s "
+              f"({' '.join(demo_pick) or 'pick defaults'}, as configs/demo.yaml)",
               *(["overrides: " + " ".join(args.override)] if args.override else [])]
     text = report("demo", rows, pixels, wall, ln_k, header, targets)
     print(text)
