@@ -12,7 +12,7 @@ diameters (of that micrograph's particle) from every particle centre, contrast f
 particle stacks' (protein bright).
 
 Measured (docs/picking.md): 600 such boxes beside the demo's 4,000 particles lifted the dense features
-picker on the demo micrographs from F1 0.40 to 0.56-0.60 at its own threshold (DoG: 0.48) and on
+picker on the demo micrographs from F1 0.40 to 0.53-0.60 at its own threshold (DoG: 0.48) and on
 real EMPIAR-10028 from 0.30 to 0.60 (DoG: 0.84).
 """
 
