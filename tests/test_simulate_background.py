@@ -82,3 +82,14 @@ def test_split_urls_leave_out_excluded_experiments(demo_small):
     without = dataset.split_urls(out, "train", exclude=[NAME, "not_there"])
     assert [u for u in with_bg if f"/{NAME}/" not in u] == without
     assert len(with_bg) == len(without) + 1
+
+
+def test_a_preset_without_background_block_takes_the_override(tmp_path):
+    out = tmp_path / "tiny"
+    assert main(["simulate", "preset=tiny", f"out={out}", "n_particles=4", "background_boxes=3"]) == 0
+    man = dataset.load_manifest(out)
+    from cryofm.simulate.presets import load_preset
+
+    n_mics = load_preset("tiny")["micrographs"]["n"]
+    assert 0 < man["experiments"][NAME]["n"] <= 3 * n_mics
+    assert json.loads((out / "simulation.json").read_text())["experiments"][NAME]["micrographs"] <= n_mics
