@@ -10,7 +10,10 @@ from 1.3 s to 14–18 s (11×). ``train.threads=auto`` takes instead
     − its data-loader workers  (each runs one thread)
     − the cores other processes keep busy  (runnable tasks now, from /proc/stat, less this process)
 
-and at least 1. ``bench/bench_threads.py`` measures the step time under a synthetic load with it.
+and at least 1, and at most ``OMP_NUM_THREADS`` when that is set (a user's or torchrun's explicit
+cap; it also keeps runs that must agree bit for bit, such as a resumed run and an uninterrupted one,
+on the same thread count whatever the load). ``bench/bench_threads.py`` measures the step time
+under a synthetic load with it.
 """
 
 from __future__ import annotations
@@ -69,7 +72,11 @@ def auto_threads(num_workers: int = 0, local_world_size: int | None = None,
     local = local_world_size or int(env.get("LOCAL_WORLD_SIZE", "1") or 1)
     share = max(1, available_cpus(env) // max(local, 1))
     free = share - busy_elsewhere(share, load)
-    return max(1, free - int(num_workers))
+    n = max(1, free - int(num_workers))
+    cap = env.get("OMP_NUM_THREADS", "").strip()
+    if cap.isdigit() and int(cap) > 0:
+        n = min(n, int(cap))
+    return n
 
 
 def resolve_threads(value, num_workers: int = 0) -> int | None:
