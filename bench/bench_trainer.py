@@ -12,6 +12,11 @@ head (lightly's example; DINOv2's ``ibot.separate_head: false``); 2 torch thread
 * **floor**: the bare step plus the teacher backbone's forward on the global crops (no gradient):
   work every DINOv2 step does, so no implementation's ratio can be below it (heads, losses,
   clipping and EMA come on top).
+* **floor + heads**: the floor plus the projection head's own compute on the step's rows — the
+  student head's forward and backward (input gradient included) on every crop's CLS and the masked
+  patches, the teacher head's forward on the global CLS and the masked patches (cryofm's
+  :class:`~cryofm.models.heads.DINOHead`, the shared-head layout). What is left between it and a
+  full step is losses, Sinkhorn-Knopp, clipping, AdamW over the heads and EMA.
 * **cryofm**: :func:`cryofm.train.step.train_step`, what the training loop runs: teacher forward,
   Sinkhorn-Knopp, student forward (masked globals + locals), heads, DINO + iBOT + KoLeo, backward,
   per-part clipping, AdamW with per-group lr/wd, foreach EMA. Also with a separate iBOT head
@@ -103,6 +108,31 @@ def floor_step(batch: dict, size: int) -> Callable[[], None]:
         with torch.no_grad():
             teacher.forward_features(batch["global_crops"])
         bare()
+
+    return step
+
+
+def heads_floor_step(batch: dict, size: int, prototypes: int) -> Callable[[], None]:
+    """The floor step plus the shared projection head's forward + backward on the student's rows
+    (all CLS tokens and the masked patches) and its forward on the teacher's (global CLS and masked
+    patches), on random features of the backbone's width."""
+    import torch
+
+    from cryofm.models.heads import DINOHead
+
+    floor = floor_step(batch, size)
+    dim, n_masked = 384, int(batch["masks"].sum())
+    n_global, n_local = batch["global_crops"].shape[0], batch["local_crops"].shape[0]
+    student = DINOHead(dim, prototypes, 2048, 256, 3)
+    teacher = DINOHead(dim, prototypes, 2048, 256, 3).requires_grad_(False)
+    x_s = torch.randn(n_global + n_local + n_masked, dim, requires_grad=True)
+    x_t = torch.randn(n_global + n_masked, dim)
+
+    def step() -> None:
+        floor()
+        with torch.no_grad():
+            teacher(x_t, 0.04)
+        student(x_s, 0.1).sum().backward()
 
     return step
 
@@ -213,8 +243,10 @@ def ratio(times: dict[str, list[float]], name: str) -> float:
 
 
 def child_times(batch: dict, size: int, k: int, repeats: int) -> dict[str, list[float]]:
-    """Per-round step times of the bare, floor, cryofm (shared and separate iBOT head) and lightly steps."""
-    steps = {"bare": bare_step(batch, size), "floor": floor_step(batch, size)}
+    """Per-round step times of the bare, floor, floor + heads, cryofm (shared and separate iBOT head)
+    and lightly steps."""
+    steps = {"bare": bare_step(batch, size), "floor": floor_step(batch, size),
+             "floor_heads": heads_floor_step(batch, size, k)}
     steps["cryofm"] = cryofm_step(batch, size, k, separate_head=False)
     steps["cryofm_separate"] = cryofm_step(batch, size, k, separate_head=True)
     peer_step = lightly_step(batch, size, k)
@@ -239,6 +271,7 @@ def row(k: int, runs: list[dict[str, list[float]]]) -> str:
         out.append(f"lightly {1000 * med['lightly']:6.0f} ms, {cell('lightly')}")
     out.append(f"cryofm, separate iBOT head: {cell('cryofm_separate')}")
     out.append(f"floor (bare + teacher forward): {cell('floor')}")
+    out.append(f"floor + heads' compute: {cell('floor_heads')}")
     return " | ".join(out)
 
 
