@@ -51,6 +51,8 @@ sys.path.insert(0, str(ROOT))
 
 VIT = "vit_small_patch16_224"
 VIT_KW = {"in_chans": 1, "num_classes": 0, "dynamic_img_size": True, "init_values": 1e-5}
+VIT_DIM = 384  # ViT-S/16 width
+HEAD = {"hidden_dim": 2048, "bottleneck_dim": 256, "nlayers": 3}  # lightly's DINOv2ProjectionHead too
 
 
 def make_batch(batch: int, size: int, local: int, n_local: int, seed: int = 0, patch: int = 16,
@@ -121,12 +123,12 @@ def heads_floor_step(batch: dict, size: int, prototypes: int) -> Callable[[], No
     from cryofm.models.heads import DINOHead
 
     floor = floor_step(batch, size)
-    dim, n_masked = 384, int(batch["masks"].sum())
+    n_masked = int(batch["masks"].sum())
     n_global, n_local = batch["global_crops"].shape[0], batch["local_crops"].shape[0]
-    student = DINOHead(dim, prototypes, 2048, 256, 3)
-    teacher = DINOHead(dim, prototypes, 2048, 256, 3).requires_grad_(False)
-    x_s = torch.randn(n_global + n_local + n_masked, dim, requires_grad=True)
-    x_t = torch.randn(n_global + n_masked, dim)
+    student = DINOHead(VIT_DIM, prototypes, **HEAD)
+    teacher = DINOHead(VIT_DIM, prototypes, **HEAD).requires_grad_(False)
+    x_s = torch.randn(n_global + n_local + n_masked, VIT_DIM, requires_grad=True)
+    x_t = torch.randn(n_global + n_masked, VIT_DIM)
 
     def step() -> None:
         floor()
@@ -150,7 +152,7 @@ def cryofm_step(batch: dict, size: int, prototypes: int, separate_head: bool) ->
         {"name": VIT, "in_chans": 1, "drop_path_rate": 0.1, "kwargs": {"init_values": 1e-5}}
     )
     ssl = OmegaConf.load(ROOT / "configs/ssl/dinov2.yaml")
-    head = {"n_prototypes": prototypes, "hidden_dim": 2048, "bottleneck_dim": 256, "nlayers": 3}
+    head = {"n_prototypes": prototypes, **HEAD}
     ssl.dino.head = head
     ssl.ibot.head = head
     ssl.ibot.separate_head = separate_head
@@ -184,8 +186,8 @@ def lightly_step(batch: dict, size: int, prototypes: int) -> Callable[[], None] 
     teacher_bb = MaskedVisionTransformerTIMM(vit=vit, antialias=False, pos_embed_initialization="skip")
     student_bb = copy.deepcopy(teacher_bb)
     update_drop_path_rate(student_bb.vit, drop_path_rate=0.1, mode="uniform")
-    t_head = DINOv2ProjectionHead(input_dim=384, output_dim=prototypes)
-    s_head = DINOv2ProjectionHead(input_dim=384, output_dim=prototypes)
+    t_head = DINOv2ProjectionHead(input_dim=VIT_DIM, output_dim=prototypes)
+    s_head = DINOv2ProjectionHead(input_dim=VIT_DIM, output_dim=prototypes)
     for m in (teacher_bb, t_head):
         m.requires_grad_(False)
         m.eval()
@@ -315,7 +317,8 @@ def main() -> None:
         f"machine: {platform.machine()} CPU, {args.threads} torch threads; torch {torch.__version__}; "
         f"peer: {peer}",
         f"model: timm {VIT}, 1 channel; batch {args.batch}: 2 x {args.size} px + {args.locals} x "
-        f"{args.local_size} px crops; heads 2048 hidden / 256 bottleneck; {args.runs} fresh processes x "
+        f"{args.local_size} px crops; heads {HEAD['hidden_dim']} hidden / {HEAD['bottleneck_dim']} "
+        f"bottleneck; {args.runs} fresh processes x "
         f"{args.repeats} rounds (ratio: median over processes [range] of each one's median per-round ratio)",
         "malloc: " + ("freed memory kept (train.keep_freed_memory, all steps alike)" if kept
                       else "glibc's default thresholds"),
