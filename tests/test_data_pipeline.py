@@ -184,3 +184,20 @@ def test_counts_for_streamed_urls(toy):
     counts = split_counts_by_url(toy, "train", template)
     assert sorted(counts) == sorted(urls) and set(counts.values()) == {6}
     assert split_counts_by_url(toy, "train") == shard_counts(train_urls(toy))
+
+
+def test_damaged_data_smaller_than_a_batch_raises(tmp_path):
+    """A pass that lost samples and kept fewer than one batch stops with the shard named (it used to
+    spin through one-sample passes: training hung)."""
+    from cryofm.data import ingest
+    from cryofm.data.dataset import split_urls
+
+    rng = np.random.default_rng(0)
+    items = [(rng.normal(size=(32, 32)).astype(np.float32), {}) for _ in range(12)]
+    ingest.ingest_arrays(tmp_path, "e", items, box=32, shard_size=12, progress=False)
+    urls = split_urls(tmp_path, "all")
+    _break_member_header(Path(urls[0]), 2)  # 2 readable samples of 12
+    with pytest.raises(InputError, match=r"only 2 readable samples of the 12 .* a batch needs 4") as exc:
+        next(iter(_stream(urls, batch_size=4, shuffle_buffer=1)))
+    assert exc.value.path == urls[0]
+    assert next(iter(_stream(urls, batch_size=2, shuffle_buffer=1)))["n_corrupt"] == 10  # a batch fits: goes on

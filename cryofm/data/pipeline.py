@@ -19,8 +19,10 @@ takes it for the end of the archive), so a damaged shard would shrink the data w
 error. Every pass therefore counts the samples each shard gave against the number its manifest lists
 (``expected``; found automatically for local shard paths of a cryofm dataset, see
 :func:`shard_counts`): the samples a shard lacks (all of them for a missing or unreadable shard) are
-added to ``n_corrupt`` and logged, once per shard per pass; ``strict=True`` raises instead. Counting
-changes nothing in which samples are read, so resume stays exact.
+added to ``n_corrupt`` and logged, once per shard per pass; ``strict=True`` raises instead. A pass
+that lost samples and kept fewer than one batch raises (else the stream would spin through passes of
+one or two samples and training would hang). Counting changes nothing in which samples are read, so
+resume stays exact.
 """
 
 from __future__ import annotations
@@ -221,6 +223,11 @@ class ParticleStream(IterableDataset):
                     self._check_count(u, got[u], p)
             if n_seen == 0:
                 raise InputError(shards[0] if shards else None, "no readable samples in this stream's shards")
+            short = [u for u in shards if got[u] < self.expected.get(u, 0)]
+            if short and n_seen < self.batch_size:  # damaged data too small for one batch: passes would
+                listed = sum(self.expected.get(u, 0) for u in shards) // stride  # spin, not train
+                raise InputError(short[0], f"only {n_seen} readable samples of the {listed} this stream's "
+                                           f"shards list (corrupt or truncated); a batch needs {self.batch_size}")
             p += 1  # the buffer carries over: samples keep mixing across passes
 
     def _check_count(self, url: str, got: int, p: int) -> None:
