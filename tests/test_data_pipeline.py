@@ -200,4 +200,5 @@ def test_damaged_data_smaller_than_a_batch_raises(tmp_path):
     with pytest.raises(InputError, match=r"only 2 readable samples of the 12 .* a batch needs 4") as exc:
         next(iter(_stream(urls, batch_size=4, shuffle_buffer=1)))
     assert exc.value.path == urls[0]
-    assert next(iter(_stream(urls, batch_size=2, shuffle_buffer=1)))["n_corrupt"] == 10  # a batch fits: goes on
+    # a batch fits: goes on
+    assert next(iter(_stream(urls, batch_size=2, shuffle_buffer=1)))["n_corrupt"] == 10

@@ -140,3 +140,14 @@ def test_no_readable_checkpoint_starts_fresh(tmp_path):
     d.mkdir()
     (d / "ckpt-00000004.pt").write_bytes(b"PK\x03\x04 truncated")
     assert ck.load_latest(d) == (None, None)
+
+
+def test_random_bytes_are_a_corrupt_checkpoint_never_an_internal_error(tmp_path):
+    """Garbage reaches the unpickler's internals (IndexError, KeyError, struct.error …): every such
+    file is refused or reported corrupt, with its name."""
+    rng = random.Random(0)
+    path = tmp_path / "ckpt-00000002.rng0.pt"
+    for _ in range(40):
+        path.write_bytes(bytes(rng.randrange(256) for _ in range(rng.choice([1, 7, 100, 600]))))
+        with pytest.raises((InputError, ck.CorruptCheckpointError), match=str(path)):
+            ck.safe_load(path)

@@ -226,8 +226,9 @@ class ParticleStream(IterableDataset):
             short = [u for u in shards if got[u] < self.expected.get(u, 0)]
             if short and n_seen < self.batch_size:  # damaged data too small for one batch: passes would
                 listed = sum(self.expected.get(u, 0) for u in shards) // stride  # spin, not train
-                raise InputError(short[0], f"only {n_seen} readable samples of the {listed} this stream's "
-                                           f"shards list (corrupt or truncated); a batch needs {self.batch_size}")
+                raise InputError(short[0], f"only {n_seen} readable samples of the {listed} this "
+                                           f"stream's shards list (corrupt or truncated); a batch needs "
+                                           f"{self.batch_size}")
             p += 1  # the buffer carries over: samples keep mixing across passes
 
     def _check_count(self, url: str, got: int, p: int) -> None:

@@ -19,6 +19,7 @@ import logging
 import pickle
 import random
 import re
+import struct
 import warnings
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,8 @@ def safe_load(path: str | Path, numpy_arrays: bool = False) -> Any:
             raise InputError(path, "refused: the file asks to run code or build objects other than "
                                    "tensors (not a cryofm checkpoint, or tampered with)") from None
         raise CorruptCheckpointError(f"{path}: {str(exc).splitlines()[0]}") from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError, TypeError, AttributeError,
+            ArithmeticError, struct.error) as exc:  # random bytes reach the unpickler's internals
         if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
             raise
         raise CorruptCheckpointError(f"{path}: {str(exc).splitlines()[0]}") from exc
