@@ -84,6 +84,22 @@ def build_stages(cfg: DictConfig) -> list[Stage]:
     return stages
 
 
+def check_options(cfg: DictConfig, stage_names: list[str]) -> list[str]:
+    """The ``redo`` list, after checking it names stages (or ``all``) and that the demo's numeric
+    options are in range; raises InputError naming the key."""
+    from cryofm.errors import InputError
+
+    redo = [cfg.redo] if isinstance(cfg.redo, str) else list(cfg.redo or [])
+    unknown = [str(r) for r in redo if str(r) not in (*stage_names, "all")]
+    if unknown:
+        raise InputError("redo", f"unknown stage(s) {unknown} (stages: {', '.join(stage_names)}, or all)")
+    for key in ("real.diameter", "train.nproc"):
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise InputError(key, f"must be a positive number, got {value!r}")
+    return [str(r) for r in redo]
+
+
 def main(argv: list[str]) -> int:
     """Compose ``configs/demo.yaml`` with ``argv`` overrides, run the stages, write the report."""
     from cryofm.demo.report import write_report
@@ -91,13 +107,26 @@ def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__ + "\nusage: python -m cryofm.demo [out=<dir>] [redo=all|[stage,...]] [key=value ...]")
         return 0
-    cfg = compose("demo", argv)
+    from cryofm.utils.errors import debug_requested, exit_status, guarded
+
+    argv, debug = debug_requested(list(argv))
+    prep: dict = {}
+
+    def configure() -> None:  # bad options: one line and exit 2, before anything is written
+        with guarded("python -m cryofm.demo", debug=debug):
+            prep["cfg"] = cfg = compose("demo", argv)
+            prep["stages"] = stages = build_stages(cfg)
+            prep["redo"] = check_options(cfg, [st.name for st in stages])
+
+    status = exit_status(configure)
+    if status:
+        return status
+    cfg, stages, redo = prep["cfg"], prep["stages"], prep["redo"]
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "demo_config.yaml")
-    redo = [cfg.redo] if isinstance(cfg.redo, str) else list(cfg.redo or [])
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "CRYOFM_CACHE": str(out / "cache")}
-    records = run_stages(build_stages(cfg), out, redo=redo, env=env, cwd=ROOT)
+    records = run_stages(stages, out, redo=redo, env=env, cwd=ROOT)
     html, md = write_report(cfg, out, records)
     print(f"\ncryofm demo: report -> {html}\n                       {md}")
     return 0

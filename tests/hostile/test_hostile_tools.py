@@ -245,3 +245,21 @@ def test_shell_user_sees_one_line_and_debug_shows_the_traceback(tmp_path):
     res = _shell(["simulate", f"out={out}", "box=abc", "--debug"])
     assert res.returncode != 0 and "Traceback (most recent call last)" in res.stderr
     assert "InputError: box: must be an integer" in res.stderr and not out.exists()
+
+
+# -- python -m cryofm.demo -------------------------------------------------------------------------
+DEMO = [
+    (["bogus=1"], "bogus", "no such key"),
+    (["redo=[nonsense]"], "redo", "unknown stage(s) ['nonsense']"),
+    (["real.diameter=-5"], "real.diameter", "positive number"),
+    (["train.nproc=0"], "train.nproc", "positive number"),
+]
+
+
+@pytest.mark.parametrize("args,name,problem", DEMO, ids=[a[0] for a, _, _ in DEMO])
+def test_demo_bad_options_stop_before_any_stage(capsys, tmp_path, args, name, problem):
+    from cryofm.demo.pipeline import main as demo_main
+
+    out = tmp_path / "demo"
+    check_failure(capsys, lambda: demo_main([f"out={out}", *args]), "python -m cryofm.demo", name,
+                  [tmp_path], problem=problem)
