@@ -118,3 +118,21 @@ def test_cryosparc_exposures_cs_ctf_in_relion_units(tmp_path):
         t.key_for("mic_c")
     with pytest.raises(InputError, match="several CTF entries"):
         t.key_for("mic")
+
+
+@pytest.mark.parametrize("name", ["../../outside.mrc", "ABSOLUTE"])
+def test_micrograph_names_outside_root_are_refused_unopened(tmp_path, name):
+    outside = _mic(tmp_path / "outside.mrc")
+    name = str(outside) if name == "ABSOLUTE" else name
+    proj = tmp_path / "proj"
+    _mic(proj / "Micrographs" / "m1.mrc")
+    star = proj / "sub" / "mics.star"
+    star.parent.mkdir(parents=True)
+    starfile.write({"micrographs": pd.DataFrame({"rlnMicrographName": ["Micrographs/m1.mrc", name]})}, star)
+    with pytest.raises(InputError, match=r"leads outside .*proj \(root=\); not opened") as exc:
+        list_inputs(str(star), root=proj)
+    assert exc.value.path == str(star) and repr(name) in str(exc.value)
+    # a name that climbs from the STAR file's folder but stays inside root is found
+    starfile.write({"micrographs": pd.DataFrame({"rlnMicrographName": ["../Micrographs/m1.mrc"]})}, star)
+    got, _ = list_inputs(str(star), root=proj)
+    assert [m.path for m in got] == [(proj / "Micrographs" / "m1.mrc").resolve()]

@@ -6,7 +6,9 @@ Micrographs: a folder, a glob or one file (``.mrc``, ``.png``, ``.tif``, ... as
 and amplitude contrast per optics group; CTF columns are carried to the particles). Names in a STAR
 file are relative to the RELION project folder: they are looked up under ``root=``, the current
 folder, and the STAR file's folder and its parents (``CtfFind/job003/`` lies two levels below the
-project).
+project). With ``root=`` no name may lead outside it (absolute, or climbing out with ``..``): such a
+row is refused before anything is opened; without it the search stays within three folders above the
+STAR file.
 
 Picks are matched to micrographs **by name, as RELION does**: the pick file of micrograph
 ``<stem>.mrc`` is ``<stem><suffix>`` where the suffix is one of ``.star``, ``_autopick.star``,
@@ -78,13 +80,25 @@ class Picks:
 
 
 def _resolve(name: str, star: Path, root: Path | None) -> Path:
+    """The micrograph file ``name`` of ``star`` (see the module doc). With ``root=`` every name must
+    lie inside it (as written, ``..`` collapsed; not opened otherwise), and the folders searched are
+    those inside it; without, the STAR file's folder and its three parents bound the search."""
+    from cryofm.io.paths import is_inside, normalised
+
     p = Path(name)
-    if p.is_absolute():
-        return p
-    bases = ([root] if root else []) + [Path.cwd(), star.parent, *list(star.parent.parents)[:3]]
-    for b in bases:
-        if (b / p).is_file():
-            return (b / p).resolve()
+    here = normalised(star.absolute().parent)
+    bound = normalised(root.absolute()) if root else (list(here.parents)[:3] or [here])[-1]
+    bases = [b for b in dict.fromkeys([*([bound] if root else []), normalised(Path.cwd()), here,
+                                       *list(here.parents)[:3]]) if is_inside(b, bound)]
+    written = [normalised(p)] if p.is_absolute() else [normalised(b / p) for b in bases]
+    inside = [c for c in written if is_inside(c, bound)]
+    if not inside:
+        raise InputError(star, f"micrograph {name!r} leads outside {bound} "
+                               f"({'root=' if root else 'three folders above the STAR file'}); not opened"
+                               + ("" if root else " (pass root=<folder that holds the micrographs>)"))
+    for c in inside:
+        if c.is_file():
+            return c.resolve()
     for b in bases:  # the bare file name beside the STAR file or under root
         if (b / p.name).is_file():
             return (b / p.name).resolve()

@@ -57,18 +57,20 @@ def project_dir(start: Path, kind: str) -> Path | None:
     return None
 
 
-def _inside(path: Path, folder: Path) -> bool:
+def is_inside(path: Path, folder: Path) -> bool:
+    """True when ``path`` is ``folder`` or lies under it (both normalised, as written)."""
     return path == folder or path.is_relative_to(folder)
 
 
-def _norm(path: Path) -> Path:
+def normalised(path: Path) -> Path:
+    """``path`` with ``..`` and ``.`` collapsed, symlinks not resolved."""
     return Path(os.path.normpath(path))
 
 
 def _unresolved(project: Path, meta: Path) -> Path:
     """The project dir as reached from the metadata path typed (without resolving symlinks)."""
-    typed = _norm(meta.absolute().parent)
-    resolved = _norm(meta.resolve().parent)
+    typed = normalised(meta.absolute().parent)
+    resolved = normalised(meta.resolve().parent)
     try:
         up = len(resolved.relative_to(project).parts)
     except ValueError:
@@ -87,8 +89,8 @@ class StackResolver:
 
     def __init__(self, meta: Path, root: str | Path | None, kind: str):
         self.meta = Path(meta)
-        meta_dir = _norm(self.meta.resolve().parent)
-        explicit = _norm(Path(root).resolve()) if root else None
+        meta_dir = normalised(self.meta.resolve().parent)
+        explicit = normalised(Path(root).resolve()) if root else None
         self.project = project_dir(meta_dir, kind)
         named: list[tuple[Path, str]] = []
         for folder, why in ((explicit, "root="), (self.project, "the project directory"),
@@ -96,12 +98,12 @@ class StackResolver:
             if folder is not None and all(folder != f for f, _ in named):
                 named.append((folder, why))
         self.root, self.root_why = named[0]
-        self.folders = [f for f, _ in named if _inside(f, self.root)]
+        self.folders = [f for f, _ in named if is_inside(f, self.root)]
         # the containment root also as typed (symlinks not resolved): an absolute name written through
         # a linked path (/home -> /mnt/home) is still inside
-        typed = (_norm(Path(root).absolute()) if root else
+        typed = (normalised(Path(root).absolute()) if root else
                  (_unresolved(self.project, self.meta) if self.project is not None
-                  else _norm(self.meta.absolute().parent)))
+                  else normalised(self.meta.absolute().parent)))
         self._roots = {self.root, typed}
         self.notes: list[str] = []  # substitutions made (a same-named stack used for a missing one)
         self._cache: dict[str, str] = {}
@@ -126,8 +128,8 @@ class StackResolver:
         if p.suffix.lower() not in STACK_SUFFIXES:
             raise self._refuse(row, image_name, f"{name!r} is not an MRC stack name "
                                                 f"({', '.join(STACK_SUFFIXES)}); not opened")
-        written = [_norm(p)] if p.is_absolute() else [_norm(f / p) for f in self.folders]
-        inside = [c for c in written if any(_inside(c, r) for r in self._roots)]
+        written = [normalised(p)] if p.is_absolute() else [normalised(f / p) for f in self.folders]
+        inside = [c for c in written if any(is_inside(c, r) for r in self._roots)]
         if not inside:
             raise self._refuse(row, image_name, f"stack path {name!r} leads outside {self.root} "
                                                 f"({self.root_why}); not opened (pass root=<folder "
