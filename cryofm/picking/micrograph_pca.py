@@ -21,6 +21,7 @@ from cryofm.io.micrograph import read_micrograph
 from cryofm.picking.figures import grid_to_image, pca_panel
 from cryofm.picking.pca import fit_pca, kmeans_map, pca_rgb
 from cryofm.picking.run import check_common, feature_kwargs, load_model, weights_identity
+from cryofm.picking.validate import check_fits
 from cryofm.utils import atomic
 
 
@@ -57,6 +58,7 @@ def run_micrograph_pca(cfg: DictConfig) -> list[str]:
         if panel.is_file() and cfg.get("resume", True):
             continue
         img = read_micrograph(path)
+        check_fits(path, img.shape, d, kw["box_factor"])
         grid = micrograph_features(model, meta, img, d, **kw)
         rgb = pca_rgb(grid.features, fit_pca(grid.features, 3, seed=int(cfg.seed)))
         full = grid_to_image(rgb, grid.x0, grid.y0, grid.step, img.shape, order=1)

@@ -43,6 +43,8 @@ class ScoreMap:
 def robust_z(values: np.ndarray) -> np.ndarray:
     """(v − median) / (1.4826 · MAD): scores comparable across micrographs, robust to the particles."""
     v = np.asarray(values, np.float64)
+    if v.size == 0:  # no candidates (e.g. everything in the edge margin)
+        return v.astype(np.float32)
     med = np.median(v)
     mad = 1.4826 * np.median(np.abs(v - med))
     if mad <= 0:

@@ -32,7 +32,7 @@ from cryofm.models.export import resolve_backbone_file
 from cryofm.picking.dog import dog_score_map
 from cryofm.picking.pca import feature_score_map, kmeans_map, pca_rgb
 from cryofm.picking.picker import pick
-from cryofm.picking.validate import FORMATS, PICKERS, check_common  # noqa: F401  (re-exported)
+from cryofm.picking.validate import FORMATS, PICKERS, check_common, check_fits  # noqa: F401  (re-exported)
 from cryofm.utils import atomic
 
 
@@ -74,6 +74,7 @@ def pick_options(cfg: DictConfig) -> dict[str, Any]:
 def _process(path: Path, d: float, cfg: DictConfig, model, meta) -> dict[str, np.ndarray]:
     """Everything computed for one micrograph, as arrays (the cache content)."""
     img = read_micrograph(path)
+    check_fits(path, img.shape, d, float(cfg.features.box_factor) if model is not None else 2.0)
     opts = pick_options(cfg)
     t0 = time.perf_counter()
     dmap = dog_score_map(img, d, particle_contrast=str(cfg.contrast), k=float(cfg.dog.k))

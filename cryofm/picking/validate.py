@@ -115,3 +115,13 @@ def check_micrograph_pca(cfg: Any, choices: dict[str, str] | None = None) -> Non
     """Every option of ``configs/micrograph_pca.yaml``."""
     _common(cfg)
     check_checkpoint(cfg, required=True)
+
+
+def check_fits(path: str | Path, shape: tuple[int, ...], diameter: float, box_factor: float = 2.0) -> None:
+    """The particle window (``box_factor`` × ``diameter`` px, at least 2 diameters: the DoG's
+    surround) must fit in micrograph ``path`` of ``shape`` (rows, cols px); InputError otherwise."""
+    window = max(2.0, float(box_factor)) * float(diameter)
+    if min(shape[:2]) < window:
+        raise InputError(path, f"{shape[1]} x {shape[0]} px is smaller than the particle window "
+                               f"({window:g} px = {max(2.0, float(box_factor)):g} x diameter={diameter:g}): "
+                               "is diameter in this micrograph's px?")

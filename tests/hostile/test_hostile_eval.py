@@ -186,6 +186,14 @@ def test_pick_garbage_micrograph_mid_run_leaves_nothing(capsys, tmp_path, inputs
     _run(capsys, tmp_path, inputs, "eval/pick.py", _pick(inputs, tmp_path, micrographs=d), str(d / "b.mrc"))
 
 
+@pytest.mark.parametrize("diameter", [5000, 65])
+def test_pick_particle_larger_than_the_micrograph(capsys, tmp_path, inputs, diameter):
+    """A diameter whose window (2 diameters for DoG) does not fit the 128 px micrographs: named,
+    one line, nothing written (was: exit 0 with numpy's 'Mean of empty slice' warnings)."""
+    _run(capsys, tmp_path, inputs, "eval/pick.py", _pick(inputs, tmp_path, diameter=diameter),
+         [str(inputs["mics"] / "m0.png"), "128 x 128 px"], "smaller than the particle window")
+
+
 def test_pick_unknown_key(capsys, tmp_path, inputs):
     _run(capsys, tmp_path, inputs, "eval/pick.py", _pick(inputs, tmp_path, **{"pick.thresold": 1}),
          "pick.thresold: no such key")
