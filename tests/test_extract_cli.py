@@ -50,6 +50,17 @@ def test_bad_options_one_line_exit_2_nothing_written(data, capsys, extra, messag
     assert not (data / "out").exists()
 
 
+@pytest.mark.parametrize("invert", ["false", "auto"])
+def test_box_larger_than_the_micrographs_names_one(data, capsys, invert):
+    """box=256 on 192 px micrographs: every box would leave the micrograph (was: exit 0 and an empty
+    particles.star; with invert=auto the error blamed invert)."""
+    args = [a for a in _args(data, data / "out", f"invert={invert}") if a != "box=32"]
+    rc, _, err = _run(capsys, *args, "box=256")
+    assert rc == 2 and err.count("\n") == 1 and not (data / "out").exists()
+    assert err.startswith(f"cryofm extract: error: {data / 'mics' / 'm0.mrc'}: 192 x 192 px is smaller "
+                          "than box=256 (and 2 more micrographs)"), err
+
+
 def test_bad_files_name_the_file(data, capsys):
     (data / "picks" / "m1.box").write_text("12 x 24 24\n")
     rc, _, err = _run(capsys, *_args(data, data / "out"))

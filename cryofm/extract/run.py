@@ -154,6 +154,11 @@ def prepare(micrographs: str, coords: str, opts: ExtractOptions, ctf: str | None
             m.ctf = {**m.ctf, **table.ctf[table.key_for(m.stem)]}
     picks, unmatched = match_picks(mics, coords, opts.coord_suffix, opts.diameter)
     shapes = {m.stem: micrograph_shape(m.path) for m in mics}
+    small = [m for m in mics if m.stem in picks and shapes[m.stem] and min(shapes[m.stem]) < opts.box]
+    if small:  # every box would leave the micrograph: nothing to extract there
+        h, w = shapes[small[0].stem]
+        more = f" (and {len(small) - 1} more micrographs)" if len(small) > 1 else ""
+        raise InputError(small[0].path, f"{w} x {h} px is smaller than box={opts.box}{more}")
     groups: dict[int, dict[str, Any]] = {}
     for g in sorted({m.optics_group for m in mics}):
         members = [m for m in mics if m.optics_group == g]
