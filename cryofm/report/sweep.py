@@ -46,6 +46,9 @@ def collect(sweep_dir: str | Path) -> list[dict[str, Any]]:
             metrics = json.loads(metrics_file.read_text())
         except json.JSONDecodeError as exc:
             raise InputError(metrics_file, f"not valid JSON: {exc}") from exc
+        if not isinstance(metrics, dict):
+            raise InputError(metrics_file, f"must hold a JSON object of metrics, got "
+                                           f"{type(metrics).__name__}")
         for k, v in _flatten(metrics).items():
             if isinstance(v, (int, float, str, bool)) or v is None:
                 row[k] = v
@@ -61,7 +64,10 @@ def summarize(sweep_dir: str | Path, out: str | Path | None = None, sort_by: str
     if not rows:
         raise InputError(sweep_dir, "no metrics.json in any run of this sweep")
     df = pd.DataFrame(rows)
-    if sort_by and sort_by in df:
+    if sort_by and sort_by not in df:
+        metrics = [str(c) for c in df.columns if c != "run"]
+        raise InputError("sort_by", f"{sort_by!r} is no column of this sweep (columns: {', '.join(metrics)})")
+    if sort_by:
         df = df.sort_values(sort_by, na_position="last")
     out = Path(out or sweep_dir)
     with atomic.atomic_path(out / "summary.csv") as tmp:

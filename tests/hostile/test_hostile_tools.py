@@ -137,6 +137,22 @@ def test_summarize_garbage_metrics(capsys, tmp_path):
          "not valid JSON")
 
 
+def test_summarize_metrics_not_an_object(capsys, tmp_path):
+    run = tmp_path / "sw" / "0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text("[1, 2, 3]")
+    _cli(capsys, tmp_path, ["summarize", f"sweep={tmp_path / 'sw'}"], str(run / "metrics.json"),
+         "must hold a JSON object of metrics, got list")
+
+
+def test_summarize_sort_by_unknown_column(capsys, tmp_path):
+    run = tmp_path / "sw" / "0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text('{"loss": 1.5}')
+    _cli(capsys, tmp_path, ["summarize", f"sweep={tmp_path / 'sw'}", "sort_by=nope"], "sort_by",
+         "'nope' is no column of this sweep (columns: loss)")
+
+
 def test_summarize_out_is_a_file(capsys, tmp_path):
     (tmp_path / "sw").mkdir()
     f = tmp_path / "o.txt"
