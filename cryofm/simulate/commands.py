@@ -32,7 +32,7 @@ def check_simulate(cfg: Any) -> None:
     exps = c.value(cfg, "experiments", None)
     if exps is not None and (isinstance(exps, (str, int, float)) or not len(exps)):
         raise InputError("experiments", f"must be a list of experiment names, e.g. [blob_c1] (got {exps!r})")
-    c.integer(cfg, "n_particles", 1, none_ok=True)
+    c.integer(cfg, "n_particles", 1, 10**8, none_ok=True)  # per experiment; its parameters are held in memory
     c.integer(cfg, "box", 8, none_ok=True)
     c.integer(cfg, "image_size", 8, none_ok=True)
     c.number(cfg, "snr", 0, lo_open=True, none_ok=True)

@@ -28,7 +28,8 @@ def _cli(capsys, tmp_path, args, names, problem=None, cmd=None, extra_outputs=()
 # -- cryofm simulate -------------------------------------------------------------------------------
 SIMULATE = [
     (["mode=video"], "mode", "dataset, micrographs"),
-    (["n_particles=0"], "n_particles", ">= 1"),
+    (["n_particles=0"], "n_particles", "in [1, 1e+08]"),
+    (["n_particles=99999999999"], "n_particles", "got 99999999999"),
     (["box=abc"], "box", "integer"),
     (["snr=-1"], "snr", "> 0"),
     (["dtype=float64"], "dtype", "float16, uint8"),
