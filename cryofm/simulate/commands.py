@@ -52,6 +52,7 @@ def simulate(cfg: Any) -> int:
     out = Path(str(cfg.out))
     t0 = time.time()
     if cfg.mode == "dataset":
+        refuse_foreign_dataset(out)
         info = simulate_dataset(p, out)
         n = sum(e["n"] for e in info["experiments"].values())
         print(f"simulated {n} particles in {len(info['experiments'])} experiments "
@@ -63,6 +64,24 @@ def simulate(cfg: Any) -> int:
     else:
         raise InputError("mode", f"unknown mode {cfg.mode!r} (dataset or micrographs)")
     return 0
+
+
+def refuse_foreign_dataset(out: Path) -> None:
+    """InputError when ``out`` already holds a dataset with experiments that ``cryofm simulate`` did
+    not make (ingested data): simulated experiments and a new split would be mixed into it."""
+    from cryofm.data import format as fmt
+    from cryofm.data.dataset import load_manifest
+
+    if not (out / fmt.MANIFEST).is_file():
+        return
+
+    exps = load_manifest(out).get("experiments") or {}
+    foreign = sorted(n for n, e in exps.items()
+                     if not (isinstance(e, dict) and str(e.get("source", "")).startswith("simulate:")))
+    if foreign:
+        raise InputError(out, f"holds experiments cryofm simulate did not make ({', '.join(foreign[:3])}"
+                              f"{', ...' if len(foreign) > 3 else ''}): simulate into a new folder "
+                              "(cryofm merge joins datasets)")
 
 
 def _load_all(p: dict[str, Any], entries: list[dict[str, Any]]) -> list[tuple[dict, Any, dict]]:

@@ -264,6 +264,21 @@ def test_shell_user_sees_one_line_and_debug_shows_the_traceback(tmp_path):
     assert "InputError: box: must be an integer" in res.stderr and not out.exists()
 
 
+
+def test_simulate_into_an_ingested_dataset_is_refused(capsys, tmp_path):
+    """Simulated experiments and a new split would be mixed into the user's real data."""
+    import numpy as np
+
+    from cryofm.data.ingest import ingest_arrays
+
+    ds = tmp_path / "real"
+    rng = np.random.default_rng(0)
+    ingest_arrays(ds, "empiar_10028", [(rng.normal(size=(16, 16)).astype(np.float32), {}) for _ in range(4)],
+                  box=16, progress=False, source="relion:run_data.star")
+    check_failure(capsys, lambda: main(["simulate", "preset=tiny", f"out={ds}"]), "cryofm simulate",
+                  str(ds), [tmp_path], problem="cryofm simulate did not make (empiar_10028)")
+
+
 # -- python -m cryofm.demo -------------------------------------------------------------------------
 DEMO = [
     (["bogus=1"], "bogus", "no such key"),
