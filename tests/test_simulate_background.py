@@ -37,6 +37,7 @@ def test_cut_windows_keep_away_from_planted_particles():
 def demo_small(tmp_path_factory):
     root = tmp_path_factory.mktemp("bg")
     out = root / "ds"
+    (root / "none").mkdir()  # a shared-data folder without maps: procedural stand-ins
     args = [f"shared_data={root / 'none'}", "experiments=[ring_d5,blob_c1,rod_d2]"]
     assert main(["simulate", "preset=demo", f"out={out}", "n_particles=8", "box=32", "image_size=32",
                  "seed=2", *args]) == 0

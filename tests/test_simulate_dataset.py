@@ -126,6 +126,7 @@ def test_confound_flag_ties_or_frees_acquisition(tiny, tmp_path):
 
 def test_missing_real_data_falls_back_to_honest_stand_in(tmp_path):
     out = tmp_path / "ds"
+    (tmp_path / "none").mkdir()  # a shared-data folder without the maps
     assert main(["simulate", "preset=demo", f"out={out}", f"shared_data={tmp_path / 'none'}",
                  "experiments=[groel_emd1997,blob_c1]", "n_particles=8", "box=32", "image_size=32"]) == 0
     info = json.loads((out / "simulation.json").read_text())

@@ -28,7 +28,11 @@ def check_simulate(cfg: Any) -> None:
         if c.value(cfg, key, None) is not None:
             c.boolean(cfg, key)
     c.boolean(cfg, "overwrite")
-    c.text(cfg, "shared_data")  # a missing folder is allowed: procedural stand-ins replace its maps
+    c.text(cfg, "shared_data")  # when not given, a missing ../shared/data means procedural stand-ins
+    shared = c.value(cfg, "shared_data", None)
+    if shared not in (None, "") and not Path(str(shared)).is_dir():
+        raise InputError("shared_data", f"{shared!r} is not a folder (leave it unset for the default, "
+                                        "../shared/data or procedural stand-ins)")
     exps = c.value(cfg, "experiments", None)
     if exps is not None and (isinstance(exps, (str, int, float)) or not len(exps)):
         raise InputError("experiments", f"must be a list of experiment names, e.g. [blob_c1] (got {exps!r})")

@@ -38,6 +38,7 @@ SIMULATE = [
     (["micrograph_size=8"], "micrograph_size", ">= 32"),
     (["overwrite=please"], "overwrite", "true or false"),
     (["background_boxes=-1"], "background_boxes", ">= 0"),
+    (["shared_data=/nonexistent/cryofm"], "shared_data", "is not a folder"),
 ]
 
 
