@@ -146,7 +146,8 @@ def read_particles(path: str | Path, root: str | Path | None = None,
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(path, "particle metadata file not found")
+        raise InputError(path, "is a folder, not a particle metadata file (.star / .cs)" if path.is_dir()
+                         else "particle metadata file not found")
     suffix = path.suffix.lower()
     if suffix == ".star":
         from cryofm.io.star import read_star_particles

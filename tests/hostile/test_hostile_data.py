@@ -196,6 +196,13 @@ def test_ingest_named_files_missing(tmp_path, capsys, override, name, problem):
     _check(capsys, "ingest", argv, name(d), problem, tmp_path / "out")
 
 
+def test_ingest_input_is_a_folder(tmp_path, capsys):
+    d = tmp_path / "in"
+    _inputs(d)
+    _check(capsys, "ingest", [f"input={d}", "experiment=e", f"out={tmp_path / 'out'}", "progress=false"],
+           str(d), "is a folder, not a particle metadata file", tmp_path / "out")
+
+
 # Output folders cryofm cannot use: (id, out builder (tmp) -> path, problem)
 def _ro_dir(tmp: Path) -> Path:
     ro = tmp / "ro"
