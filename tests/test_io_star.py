@@ -10,6 +10,7 @@ import starfile
 
 from cryofm.errors import InputError
 from cryofm.io.particles import parse_image_name, read_particles
+from cryofm.io.star import read_star_blocks
 from tests.conftest import shared_file
 
 FORMATS = "relion_cryosparc_formats"
@@ -158,3 +159,20 @@ def test_stack_path_leaving_the_folder_is_refused_unopened(shared_data):
     df = read_particles(path, root=path.parents[1])
     assert Path(df["_stack"].iloc[0]) == path.parents[1] / "tilts" / "particleseries" / \
         "ay19102021_L3_position6_ribo_it09_bin1_1.82A.mrcs"
+
+
+def test_star_cut_mid_row_names_the_last_row(tmp_path):
+    """A file cut in its last row (a half-written or truncated copy): the parser fills the row with
+    NaN; the error says so instead of a missing optics group [nan]."""
+    rows = "".join(f"{i:06d}@stack.mrcs 1 {10.0 * i} {20.0 * i}\n" for i in range(1, 4))
+    head = ("data_optics\nloop_\n_rlnOpticsGroup #1\n_rlnImagePixelSize #2\n1 1.5\n\n"
+            "data_particles\nloop_\n_rlnImageName #1\n_rlnOpticsGroup #2\n_rlnCoordinateX #3\n"
+            "_rlnCoordinateY #4\n")
+    whole = tmp_path / "whole.star"
+    whole.write_text(head + rows)
+    assert len(read_star_blocks(whole)["particles"]) == 3
+    cut = tmp_path / "cut.star"
+    cut.write_text(head + rows + "000004@stack.mrcs 1\n")
+    with pytest.raises(InputError, match=r"data_particles: the last row \(row 4\) stops before "
+                                         r"rlnCoordinateX \(2 of 4 values missing\): truncated"):
+        read_star_blocks(cut)

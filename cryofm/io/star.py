@@ -32,7 +32,22 @@ def read_star_blocks(path: str | Path) -> dict[str, pd.DataFrame]:
         blocks = starfile.read(path, always_dict=True)
     except Exception as exc:  # starfile raises a variety of parser errors
         raise InputError(path, f"not a readable STAR file ({type(exc).__name__}: {exc})") from None
-    return {k: v for k, v in blocks.items() if isinstance(v, pd.DataFrame)}
+    out = {k: v for k, v in blocks.items() if isinstance(v, pd.DataFrame)}
+    for name, df in out.items():
+        check_last_row(df, name, path)
+    return out
+
+
+def check_last_row(df: pd.DataFrame, block: str, path: str | Path) -> None:
+    """InputError when the last row of loop ``block`` lacks values in columns every other row has
+    (the parser fills a row cut short with NaN: a truncated or half-written file)."""
+    if len(df) < 2:
+        return
+    last, rest = df.iloc[-1].isna(), df.iloc[:-1].notna().all()
+    short = [str(c) for c in df.columns if last[c] and rest[c]]
+    if short:
+        raise InputError(path, f"data_{block}: the last row (row {len(df)}) stops before {short[0]} "
+                               f"({len(short)} of {df.shape[1]} values missing): truncated file?")
 
 
 def _strip(col: str) -> str:
