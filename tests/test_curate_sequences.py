@@ -44,11 +44,12 @@ def test_table_rows_fasta_model_and_inline_chains(tmp_path):
                   {"experiment": "E2", "fasta": "", "sequence": "MKTAYIAKQRQISFVKSHFS:ACDEFGHIKLMNPQRSTVWY",
                    "EMDB": ""}]).to_csv(tmp_path / "t.csv", index=False)
     t = read_table(tmp_path / "t.csv")
-    chains = chains_of(t, tmp_path, min_length=5)
+    chains = chains_of(t, tmp_path / "t.csv", min_length=5)
     assert [(c.experiment, c.name, len(c.sequence)) for c in chains] == [
         ("E1", "chainA", 33), ("E1", "chainB", 17), ("E2", "inline_1", 20), ("E2", "inline_2", 20)]
     assert read_fasta(tmp_path / "two.fasta")[1][1] == "GSHMLEDPVDAFQKLKE"  # stop codon dropped
-    assert [c.name for c in chains_of(t, tmp_path, min_length=18)] == ["chainA", "inline_1", "inline_2"]
+    names = [c.name for c in chains_of(t, tmp_path / "t.csv", min_length=18)]
+    assert names == ["chainA", "inline_1", "inline_2"]
 
 
 def test_bad_tables_name_the_problem(tmp_path):
@@ -64,10 +65,10 @@ def test_bad_tables_name_the_problem(tmp_path):
         read_table(p)
     p.write_text("experiment,sequence,model\nA,AC1DE,\n")
     with pytest.raises(InputError, match="not a one-letter sequence"):
-        chains_of(read_table(p), tmp_path)
+        chains_of(read_table(p), p)
     p.write_text("experiment,sequence,model\nA,,missing.cif\n")
     with pytest.raises(InputError, match="model file not found") as exc:
-        chains_of(read_table(p), tmp_path)
+        chains_of(read_table(p), p)
     assert exc.value.path == str(tmp_path / "missing.cif")
 
 
@@ -84,8 +85,27 @@ def test_a_model_and_an_inline_homologue_join_one_cluster(tmp_path):
                   {"experiment": "groel-homologue", "model": "", "sequence": variant(groel, 0.55, rng)},
                   {"experiment": "other", "model": "", "sequence": random_sequence(rng, 500)}]
                  ).to_csv(tmp_path / "t.csv", index=False)
-    info = curate(tmp_path / "t.csv", tmp_path / "out", method="pairwise", progress=False)
+    info = curate(tmp_path / "t.csv", tmp_path / "out", method="pairwise", progress=False,
+                  root=pdb.parent)  # the model lies outside the table's folder
     f = pd.read_csv(tmp_path / "out" / "facts.csv").set_index("experiment")
     assert info["n_chains"] == 3  # the 7 chains of 1OEL are one entity
     assert f.at["EMD-1997", "SequenceCluster"] == f.at["groel-homologue", "SequenceCluster"] != \
         f.at["other", "SequenceCluster"]
+
+
+@pytest.mark.parametrize("name", ["../outside.fasta", "ABSOLUTE", "sub/../../outside.fasta"])
+def test_table_files_outside_its_folder_are_refused_unopened(tmp_path, name):
+    outside = tmp_path / "outside.fasta"
+    outside.write_text(">x\nMKTAYIAKQRQISFVKSHFSRQ\n")
+    d = tmp_path / "tables"
+    d.mkdir()
+    name = str(outside) if name == "ABSOLUTE" else name
+    p = d / "t.csv"
+    pd.DataFrame([{"experiment": "A", "fasta": name}]).to_csv(p, index=False)
+    with pytest.raises(InputError, match=r"experiment A, fasta: .* leads outside .*tables \(the table's "
+                                         r"folder\); not opened") as exc:
+        chains_of(read_table(p), p, min_length=5)
+    assert exc.value.path == str(p)
+    # root= naming a folder that holds the file allows it
+    assert [c.name for c in chains_of(read_table(p), p, min_length=5, root=tmp_path)] == ["x"]
+

@@ -34,7 +34,7 @@ def command(cfg: DictConfig) -> int:
                   polymer=str(cfg.polymer), min_length=_num(cfg, "min_length", int), missing=str(cfg.missing),
                   threads=_num(cfg, "threads", int), max_pairwise=_num(cfg, "max_pairwise", int),
                   mmseqs_args=_list(cfg.get("mmseqs_args")), cascaded=bool(cfg.cascaded),
-                  progress=bool(cfg.progress))
+                  progress=bool(cfg.progress), root=cfg.get("root") or None)
     print(f"clustering: {info['method_text']}")
     print(f"{info['n_experiments']} experiments, {info['n_chains']} chains ({info['n_unique']} unique) -> "
           f"{info['n_chain_clusters']} chain clusters -> {info['n_clusters']} SequenceClusters; "

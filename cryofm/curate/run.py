@@ -35,7 +35,7 @@ def curate(experiments: str | Path, out: str | Path, min_seq_id: float = 0.3, co
            max_per_cluster: int = 4, prefer: Sequence[str] = (), method: str = "auto",
            linkage: str = "cluster", polymer: str = "protein", min_length: int = 20, missing: str = "error",
            threads: int = 1, max_pairwise: int = 1000, mmseqs_args: Sequence[str] = (),
-           cascaded: bool = False, progress: bool = True) -> dict[str, Any]:
+           cascaded: bool = False, progress: bool = True, root: str | Path | None = None) -> dict[str, Any]:
     """Curate the experiments of one table into ``out``; returns the summary (also curate.json)."""
     _check(min_seq_id, coverage, method, linkage, polymer, missing)
     if int(max_per_cluster) < 1:
@@ -43,7 +43,7 @@ def curate(experiments: str | Path, out: str | Path, min_seq_id: float = 0.3, co
     path = Path(experiments)
     table = read_table(path)
     keys = parse_prefer(prefer, list(table.columns))
-    chains = chains_of(table, path.parent, polymer, min_length)
+    chains = chains_of(table, path, polymer, min_length, root)
     with_chains = {c.experiment for c in chains}
     lacking = [e for e in table["experiment"] if e not in with_chains]
     if lacking and missing == "error":

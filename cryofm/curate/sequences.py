@@ -4,7 +4,8 @@ A row per experiment: an ``experiment`` id, then any of ``fasta`` (a FASTA file,
 chain), ``model`` (an mmCIF / PDB model read with gemmi: one sequence per polymer entity, from its
 full sequence (SEQRES / ``entity_poly_seq``); from the modelled chains when the file defines no
 entity sequence, identical chains counted once) and ``sequence`` (inline one-letter sequences,
-several chains separated by ``:`` or ``;``). Paths are relative to the table's folder. Every other
+several chains separated by ``:`` or ``;``). Paths are relative to the table's folder and may not
+lead outside it (or outside ``root=`` when given: not opened). Every other
 column is a fact (schema fields such as ``EMDBResolution`` go on to ``facts.csv``; others, such as
 a particle count, can still rank the selection).
 
@@ -111,8 +112,12 @@ def read_model(path: Path, polymer: str = "protein") -> list[tuple[str, str]]:
     return [(name, seq) for seq, name in seen.items()]
 
 
-def chains_of(table: pd.DataFrame, base: Path, polymer: str = "protein", min_length: int = 20) -> list[Chain]:
-    """Every experiment's chains (InputError naming the file or row when one cannot be read)."""
+def chains_of(table: pd.DataFrame, path: Path, polymer: str = "protein", min_length: int = 20,
+              root: str | Path | None = None) -> list[Chain]:
+    """Every experiment's chains of the table at ``path`` (InputError naming the file or row when one
+    cannot be read, or leads outside ``root``: the table's folder unless given)."""
+    from cryofm.io.paths import table_file
+
     out: list[Chain] = []
     for row in table.to_dict(orient="records"):
         exp = row["experiment"]
@@ -126,7 +131,7 @@ def chains_of(table: pd.DataFrame, base: Path, polymer: str = "protein", min_len
                 found += [Chain(exp, f"inline_{i + 1}", _clean(p, f"experiment {exp}"), "inline")
                           for i, p in enumerate(parts)]
                 continue
-            p = Path(value) if Path(value).is_absolute() else base / value
+            p = table_file(value, path, root, f"experiment {exp}, {col}")
             if not p.is_file():
                 raise InputError(p, f"experiment {exp}: {col} file not found")
             recs = read_fasta(p) if col == "fasta" else read_model(p, polymer)

@@ -67,6 +67,22 @@ def normalised(path: Path) -> Path:
     return Path(os.path.normpath(path))
 
 
+def table_file(value: str, table: Path, root: str | Path | None, what: str) -> Path:
+    """The file ``value`` named in a row of the user's ``table`` (relative to the table's folder, or
+    absolute), refused (InputError naming the table, not opened) when it leads outside ``root`` —
+    the table's folder unless ``root=`` names another (checked on the path as written, ``..``
+    collapsed; symlinks inside the folder are followed, as for stacks). ``what`` names the row."""
+    base = normalised(Path(table).absolute().parent)
+    bound = normalised(Path(root).absolute()) if root else base
+    p = Path(value)
+    cand = normalised(p if p.is_absolute() else base / p)
+    if not is_inside(cand, bound):
+        raise InputError(table, f"{what}: {value!r} leads outside {bound} "
+                                f"({'root=' if root else 'the table' + chr(39) + 's folder'}); not opened "
+                                "(pass root=<folder that holds the files> to allow it)")
+    return cand
+
+
 def _unresolved(project: Path, meta: Path) -> Path:
     """The project dir as reached from the metadata path typed (without resolving symlinks)."""
     typed = normalised(meta.absolute().parent)
