@@ -124,8 +124,16 @@ def test_batch_table_resumes_and_reports_failures(groel, tmp_path, capsys):
     stamp = (batch_out / "groel" / "groel.mrc").stat().st_mtime_ns
     table = tmp_path / "pairs.csv"
     real = shared_file("emd1997_groel", "1997.map")
-    table.write_text(f"map,model,id,resolution\n{map_path},{pdb},groel,3.1\n{real},{pdb},emd1997,7.0\n")
-    code = main(["maplabels", f"table={table}", f"out={batch_out}", f"voxel_size={VOXEL}"])
+    files = tmp_path / "files"  # the table's files live elsewhere: root= names their folder
+    files.mkdir()
+    for name, target in (("sim.map", map_path), ("model.pdb", pdb), ("1997.map", real)):
+        (files / name).symlink_to(target)
+    table.write_text("map,model,id,resolution\nfiles/sim.map,files/model.pdb,groel,3.1\n"
+                     f"{files / '1997.map'},{files / 'model.pdb'},emd1997,7.0\n")
+    bad = main(["maplabels", f"table={table}", f"out={batch_out}", f"root={files / 'none'}"])
+    assert bad == 2 and "root= folder" in capsys.readouterr().err
+    code = main(["maplabels", f"table={table}", f"out={batch_out}", f"voxel_size={VOXEL}",
+                 f"root={tmp_path}"])
     assert code == 1  # one pair skipped
     assert (batch_out / "groel" / "groel.mrc").stat().st_mtime_ns == stamp
     manifest = json.loads((batch_out / "manifest.json").read_text())

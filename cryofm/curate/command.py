@@ -28,6 +28,10 @@ def command(cfg: DictConfig) -> int:
     for key in ("experiments", "out"):
         if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
             raise InputError(None, f"{key}=... is required")
+    if cfg.get("root") not in (None, ""):
+        from cryofm.utils import checks as c
+
+        c.existing_dir(cfg, "root", "root= folder")
     info = curate(str(cfg.experiments), str(cfg.out), min_seq_id=_num(cfg, "min_seq_id", float),
                   coverage=_num(cfg, "coverage", float), max_per_cluster=_num(cfg, "max_per_cluster", int),
                   prefer=_list(cfg.get("prefer")), method=str(cfg.method), linkage=str(cfg.linkage),

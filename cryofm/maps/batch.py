@@ -1,9 +1,9 @@
 """Many (map, model) pairs: a table in, one folder per map, then the split and the dataset manifest.
 
 The table is CSV or TSV with a header; columns ``map`` and ``model`` (paths, relative to the table's
-folder when not absolute) and optional ``id`` (or ``name``), ``resolution`` (Å, reported) and
-``contour``. After the maps, :func:`finalize` scans ``<out>/*/<id>.json`` (so separate runs into one
-folder add up) and writes::
+folder; none may lead outside it, or outside ``root=`` when given) and optional ``id`` (or
+``name``), ``resolution`` (Å, reported) and ``contour``. After the maps, :func:`finalize` scans
+``<out>/*/<id>.json`` (so separate runs into one folder add up) and writes::
 
     <out>/split.json          map id -> train | val | heldout (by map, stratified by resolution)
     <out>/manifest.json       per map: split, resolution, cubes, shards; per split: shard list
@@ -38,8 +38,11 @@ def default_id(map_path: str | Path) -> str:
     return name
 
 
-def read_table(path: str | Path) -> list[dict]:
-    """Rows ``{map, model, id, resolution, contour}`` of a pair table (see the module docstring)."""
+def read_table(path: str | Path, root: str | Path | None = None) -> list[dict]:
+    """Rows ``{map, model, id, resolution, contour}`` of a pair table (see the module docstring); a map
+    or model path leading outside the table's folder (or ``root``) is refused unopened."""
+    from cryofm.io.paths import table_file
+
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "pair table not found")
@@ -51,16 +54,14 @@ def read_table(path: str | Path) -> list[dict]:
     missing = {"map", "model"} - set(df.columns)
     if missing:
         raise InputError(path, f"pair table lacks column(s) {sorted(missing)} (has {list(df.columns)})")
-    def resolve(p: str) -> str:
-        return p if Path(p).is_absolute() else str(path.parent / p)
-
     rows, seen = [], set()
     for i, r in enumerate(df.to_dict("records"), start=2):
         map_id = (r.get("id") or r.get("name") or "").strip() or default_id(r["map"])
         if map_id in seen:
             raise InputError(path, f"line {i}: duplicate map id {map_id!r}")
         seen.add(map_id)
-        rows.append({"map": resolve(r["map"].strip()), "model": resolve(r["model"].strip()), "id": map_id,
+        where = {k: str(table_file(r[k].strip(), path, root, f"line {i}, {k}")) for k in ("map", "model")}
+        rows.append({"map": where["map"], "model": where["model"], "id": map_id,
                      "resolution": _float(r.get("resolution"), path, i, "resolution"),
                      "contour": _float(r.get("contour"), path, i, "contour")})
     if not rows:

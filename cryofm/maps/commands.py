@@ -21,6 +21,8 @@ def check_maplabels(cfg: DictConfig) -> None:
     c.writable_output(cfg, "out")
     if c.value(cfg, "table", None) is not None:
         c.existing_file(cfg, "table", "pairs table", (".csv",))
+    if c.value(cfg, "root", None) is not None:
+        c.existing_dir(cfg, "root", "root= folder")
     for key, what in (("map", "map"), ("model", "atomic model")):
         if c.value(cfg, key, None) is not None:
             c.existing_file(cfg, key, what)
@@ -72,7 +74,7 @@ def maplabels(cfg: DictConfig) -> int:
     if cfg.get("table"):
         if cfg.get("map") or cfg.get("model"):
             raise InputError(cfg.table, "give either table=<pairs.csv> or map= and model=, not both")
-        pairs = read_table(cfg.table)
+        pairs = read_table(cfg.table, cfg.get("root") or None)
     else:
         if not cfg.get("map") or not cfg.get("model"):
             raise InputError(None, "map=<file.mrc> and model=<file.pdb|cif> "

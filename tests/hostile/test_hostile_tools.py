@@ -109,6 +109,18 @@ def test_maplabels_missing_table(capsys, tmp_path):
          str(tmp_path / "pairs.csv"), "pairs table not found")
 
 
+@pytest.mark.parametrize("name", ["../in/emd_1.map", "ABSOLUTE"])
+def test_maplabels_table_path_outside_its_folder(capsys, tmp_path, pair, name):
+    """A pair table may not make maplabels open files outside its folder (or root=): not opened."""
+    m, pdb = pair
+    t = tmp_path / "tables" / "pairs.csv"
+    t.parent.mkdir()
+    name = str(m) if name == "ABSOLUTE" else name
+    t.write_text(f"map,model\n{name},{pdb}\n")
+    _cli(capsys, tmp_path, ["maplabels", f"table={t}", f"out={tmp_path / 'lab'}"], [str(t), "line 2, map"],
+         "leads outside")
+
+
 def test_maplabels_out_required(capsys, tmp_path, pair):
     m, pdb = pair
     _cli(capsys, tmp_path, ["maplabels", f"map={m}", f"model={pdb}"], "out: ", "a value is required")
