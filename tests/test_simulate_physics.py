@@ -16,7 +16,7 @@ from cryofm.simulate.projection import Projector, project_real
 from cryofm.simulate.rotations import euler_to_matrix, matrix_to_euler, random_rotations
 from tests.conftest import shared_file
 
-RNG = np.random.default_rng(7)
+RNG = np.random.default_rng(7)  # module constants only: each test draws from its own generator
 N_BOX, SIGMA = 24, 2.0
 CENTRES = RNG.uniform(-5, 5, (5, 3))  # blob centres (x, y, z) in voxels
 
@@ -76,7 +76,8 @@ def test_ctf_astigmatism_and_envelope():
 
 
 def test_relion_euler_matches_scipy_and_round_trips():
-    rot, tilt, psi = RNG.uniform(-180, 180, 20), RNG.uniform(1, 179, 20), RNG.uniform(-180, 180, 20)
+    rng = np.random.default_rng(79)
+    rot, tilt, psi = rng.uniform(-180, 180, 20), rng.uniform(1, 179, 20), rng.uniform(-180, 180, 20)
     A = euler_to_matrix(rot, tilt, psi)
     ref = Rotation.from_euler("ZYZ", np.stack([rot, tilt, psi], 1), degrees=True).as_matrix()
     np.testing.assert_allclose(A, np.transpose(ref, (0, 2, 1)), atol=1e-12)
@@ -94,7 +95,7 @@ def test_fourier_slice_theorem(pad, tol):
     """The 2D FFT of a projection equals the 3D DFT of the volume on the rotated central plane
     (computed directly, voxel by voxel); the trilinear-interpolation error falls as 1 / pad²."""
     vol = _blobs()
-    rots = random_rotations(2, RNG)
+    rots = random_rotations(2, np.random.default_rng(97))
     proj = Projector(vol, 1.0, pad=pad).project(rots)
     r = np.arange(N_BOX) - N_BOX // 2
     z, y, x = np.meshgrid(r, r, r, indexing="ij")
@@ -110,7 +111,7 @@ def test_fourier_slice_theorem(pad, tol):
 
 def test_projection_of_gaussians_is_analytic_and_matches_real_space():
     vol = _blobs()
-    rots = random_rotations(4, RNG)
+    rots = random_rotations(4, np.random.default_rng(113))
     fourier = Projector(vol, 1.0).project(rots)
     real = project_real(vol, rots)
     r = np.arange(N_BOX) - N_BOX // 2
@@ -136,13 +137,15 @@ def test_shift_moves_particle_by_minus_origin():
 def test_symmetric_density_projects_identically_under_its_operators(kind, group):
     dens = D.procedural(kind, group, diameter=100.0, pixel_size=4.0, resolution=10.0, seed=3)
     proj = Projector(dens.volume, dens.pixel_size)
-    A = random_rotations(2, RNG)
+    A = random_rotations(2, np.random.default_rng(11))  # its own generator: not the test order's
     ops = S.operators(group)
     imgs = proj.project(np.concatenate([a @ ops.transpose(0, 2, 1) for a in A]))  # poses A Sᵀ
     imgs = imgs.reshape(len(A), len(ops), -1)
     for stack in imgs:
         scale = np.abs(stack[0]).max()
-        assert np.abs(stack - stack[0]).max() / scale < 0.02
+        # interpolation alone: over 60 random poses at most 0.029 (D6) / 0.032 (C3) of the peak,
+        # against >= 0.17 for a rotation outside the group (below)
+        assert np.abs(stack - stack[0]).max() / scale < 0.05
     # a rotation that is not in the group changes the image (the check can fail)
     n = S.parse(group)[1]
     off = proj.project(A[:1] @ S._rz(np.pi / n).T)[0].ravel()
@@ -200,7 +203,7 @@ def test_ctf_and_phase_flip_act_on_the_spectrum():
     """Image spectrum = projection spectrum × CTF (or × |CTF| with phase flipping)."""
     vol = _blobs()
     p = Projector(vol, 2.0)
-    A = random_rotations(1, RNG)
+    A = random_rotations(1, np.random.default_rng(205))
     ctf = {"defocus_u": 12000.0, "defocus_v": 11000.0, "defocus_angle": 20.0, "voltage": 300.0,
            "cs": 2.7, "amplitude_contrast": 0.1}
     plain = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(p.project(A)[0])))
