@@ -97,3 +97,14 @@ def test_load_backbone_is_strict(tmp_path):
     (d / "backbone.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(InputError, match="cannot load backbone"):
         load_backbone(d)
+
+
+def test_backbone_json_with_a_text_size_names_the_key(tmp_path):
+    _, d = _export(tmp_path / "run", NAMES[0])
+    meta = json.loads((d / "backbone.json").read_text())
+    meta["kwargs"] = {**meta.get("kwargs", {}), "embed_dim": "big"}
+    (d / "backbone.json").write_text(json.dumps(meta))
+    want = r"cannot create .* with its kwargs \(text values for embed_dim\?\)"
+    with pytest.raises(InputError, match=want) as e:
+        load_backbone(d)
+    assert e.value.path == str(d / "backbone.json")

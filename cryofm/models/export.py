@@ -108,7 +108,12 @@ def load_backbone(path: str | Path, device: str | torch.device = "cpu") -> tuple
     try:
         model = timm.create_model(name, pretrained=False, **kwargs)
     except Exception as exc:  # unknown model, bad kwargs
-        raise InputError(f.parent / META, f"cannot create {name}: {str(exc).splitlines()[0]}") from None
+        numeric = ("embed_dim", "depth", "num_heads", "patch_size", "img_size", "mlp_ratio", "init_values",
+                   "in_chans", "drop_path_rate", "reg_tokens")
+        bad = sorted(k for k, v in kwargs.items() if k in numeric and isinstance(v, str))
+        hint = f" (text values for {', '.join(bad)}?)" if bad else ""
+        raise InputError(f.parent / META, f"cannot create {name} with its kwargs{hint}: "
+                                          f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     try:
         state = load_file(str(f))
         model.load_state_dict(state, strict=True)
