@@ -252,4 +252,6 @@ def _montage_path(cfg: DictConfig, root: Path) -> Path | None:
     p = Path(opt.text(cfg, "montage"))
     if p.is_dir():
         raise InputError(p, "montage= is a folder, not a PNG file name")
+    if p.suffix.lower() != ".png":  # the montage is written as PNG whatever the name says
+        raise InputError("montage", f"{str(p)!r} must be a .png file name")
     return p

@@ -596,10 +596,11 @@ def test_inspect_bad_options(ds, capsys, overrides, key, problem):
     ("dir", "montage= is a folder, not a PNG file name"),
     ("proc", "cannot write here"),
     ("under-file", "exists and is not a folder"),
-], ids=["montage-is-dir", "montage-under-proc", "montage-under-file"])
+    ("jpg", "must be a .png file name"),
+], ids=["montage-is-dir", "montage-under-proc", "montage-under-file", "montage-not-png"])
 def test_inspect_unwritable_montage(ds, tmp_path, capsys, where, problem):
     (tmp_path / "f.txt").write_text("x")
-    png, name = {"dir": (tmp_path, tmp_path),
+    png, name = {"dir": (tmp_path, tmp_path), "jpg": (tmp_path / "m.jpg", "montage"),
                  "proc": (Path("/proc/cryofm-hostile/m.png"), Path("/proc/cryofm-hostile")),
                  "under-file": (tmp_path / "f.txt" / "m.png", tmp_path / "f.txt")}[where]
     _check(capsys, "inspect", [f"dataset={ds}", f"montage={png}"], name, problem, tmp_path)
