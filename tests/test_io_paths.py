@@ -12,7 +12,7 @@ from cryofm.data.normalize import normalize
 from cryofm.errors import InputError
 from cryofm.io.mrc import write_stack
 from cryofm.io.particles import read_particles
-from cryofm.io.paths import StackResolver, project_dir
+from cryofm.io.paths import StackResolver, project_dir, table_file
 
 BOX = 16
 
@@ -174,3 +174,19 @@ def test_absolute_names_through_a_linked_project_path(project, tmp_path):
                                      f"{link}/Extract/job012/Movies/mic2.mrcs"]
     with pytest.raises(InputError, match="leads outside"):
         read_particles(_star(link / "Select" / "job032" / "out.star", [f"1@{tmp_path}/x.mrcs"]))
+
+
+def test_table_file_stays_in_the_tables_folder_or_root_either_spelling(tmp_path):
+    real = tmp_path / "real"
+    (real / "seqs").mkdir(parents=True)
+    link = tmp_path / "link"
+    link.symlink_to(real)  # /home -> /mnt/home style: the folder has two spellings
+    table = link / "t.csv"
+    assert table_file("seqs/a.fasta", table, None, "row 1") == link / "seqs" / "a.fasta"
+    # an absolute name written through the resolved spelling is still inside
+    assert table_file(str(real / "seqs" / "a.fasta"), table, None, "row 1") == real / "seqs" / "a.fasta"
+    want = r"row 1: .* leads outside .* \(the table's folder\); not opened"
+    for bad in ("../x.fasta", "seqs/../../x.fasta", str(tmp_path / "x.fasta")):
+        with pytest.raises(InputError, match=want):
+            table_file(bad, table, None, "row 1")
+    assert table_file("../x.fasta", table, tmp_path, "row 1") == tmp_path / "x.fasta"  # root= allows it

@@ -83,15 +83,16 @@ def _resolve(name: str, star: Path, root: Path | None) -> Path:
     """The micrograph file ``name`` of ``star`` (see the module doc). With ``root=`` every name must
     lie inside it (as written, ``..`` collapsed; not opened otherwise), and the folders searched are
     those inside it; without, the STAR file's folder and its three parents bound the search."""
-    from cryofm.io.paths import is_inside, normalised
+    from cryofm.io.paths import bounds, is_inside, normalised
 
     p = Path(name)
     here = normalised(star.absolute().parent)
     bound = normalised(root.absolute()) if root else (list(here.parents)[:3] or [here])[-1]
+    allowed = bounds(bound)
     bases = [b for b in dict.fromkeys([*([bound] if root else []), normalised(Path.cwd()), here,
-                                       *list(here.parents)[:3]]) if is_inside(b, bound)]
+                                       *list(here.parents)[:3]]) if any(is_inside(b, a) for a in allowed)]
     written = [normalised(p)] if p.is_absolute() else [normalised(b / p) for b in bases]
-    inside = [c for c in written if is_inside(c, bound)]
+    inside = [c for c in written if any(is_inside(c, a) for a in allowed)]
     if not inside:
         raise InputError(star, f"micrograph {name!r} leads outside {bound} "
                                f"({'root=' if root else 'three folders above the STAR file'}); not opened"

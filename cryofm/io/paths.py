@@ -73,14 +73,20 @@ def table_file(value: str, table: Path, root: str | Path | None, what: str) -> P
     the table's folder unless ``root=`` names another (checked on the path as written, ``..``
     collapsed; symlinks inside the folder are followed, as for stacks). ``what`` names the row."""
     base = normalised(Path(table).absolute().parent)
-    bound = normalised(Path(root).absolute()) if root else base
+    bound = Path(root) if root else Path(table).parent
     p = Path(value)
     cand = normalised(p if p.is_absolute() else base / p)
-    if not is_inside(cand, bound):
-        raise InputError(table, f"{what}: {value!r} leads outside {bound} "
-                                f"({'root=' if root else 'the table' + chr(39) + 's folder'}); not opened "
-                                "(pass root=<folder that holds the files> to allow it)")
+    if not any(is_inside(cand, b) for b in bounds(bound)):
+        why = "root=" if root else "the table's folder"
+        raise InputError(table, f"{what}: {value!r} leads outside {normalised(bound.absolute())} ({why}); "
+                                "not opened (pass root=<folder that holds the files> to allow it)")
     return cand
+
+
+def bounds(folder: Path) -> set[Path]:
+    """``folder`` as typed and with symlinks resolved (normalised): a name written through either
+    spelling (``/home`` → ``/mnt/home``) is inside it."""
+    return {normalised(Path(folder).absolute()), normalised(Path(folder).resolve())}
 
 
 def _unresolved(project: Path, meta: Path) -> Path:
