@@ -103,18 +103,24 @@ def _ssl(cfg: Any) -> None:
     c.number(cfg, "ssl.koleo.loss_weight", 0)
 
 
+MAX_SIZE = 4096  # px: particle boxes and crops (a larger edge is a typo, and memory the step cannot have)
+
+
 def _augment(cfg: Any) -> None:
     for crops in ("global_crops", "local_crops"):
         k = f"augment.{crops}"
         c.integer(cfg, f"{k}.n", 1 if crops == "global_crops" else 0)
         c.number(cfg, f"{k}.size_fraction", 0, 1, lo_open=True)
-        c.integer(cfg, f"{k}.size", 0)
+        c.integer(cfg, f"{k}.size", 0, MAX_SIZE)
         c.numbers(cfg, f"{k}.scale", 2, 0, 1, increasing=True)
         blur = c.value(cfg, f"{k}.blur_p")
         if isinstance(blur, (int, float)) and not isinstance(blur, bool):
             c.number(cfg, f"{k}.blur_p", 0, 1)
         else:
-            c.numbers(cfg, f"{k}.blur_p", None, 0, 1)
+            n = int(c.value(cfg, f"{k}.n"))
+            if len(c.numbers(cfg, f"{k}.blur_p", None, 0, 1)) != n:
+                raise InputError(f"{k}.blur_p", f"needs one probability per crop ({k}.n = {n}) or one "
+                                                f"for all, got {list(blur)}")
         c.number(cfg, f"{k}.noise_p", 0, 1)
     c.boolean(cfg, "augment.flip")
     c.boolean(cfg, "augment.rot90")
@@ -155,10 +161,26 @@ def _model(cfg: Any) -> None:
         if "divisible by patch size" in msg:
             raise InputError("data.image_size", msg) from None
         raise InputError("model.kwargs", f"timm cannot create {name} with these arguments: {msg}") from None
+    _crops_fit_patches(cfg, model, size)
+    if c.value(cfg, "dist.device") == "cuda" and not torch.cuda.is_available():
+        raise InputError("dist.device", "cuda, but torch sees no GPU here (dist.device=auto picks the CPU)")
+
+
+def _crops_fit_patches(cfg: Any, model: Any, image_size: int) -> None:
+    """The global crops are masked on the backbone's patch grid: their edge (px) must be a whole
+    number of patches."""
+    from cryofm.data.augment import multicrop_config
+    from cryofm.models.backbone import patch_size
+
+    patch = patch_size(model)
+    size = multicrop_config(cfg.augment, image_size).global_crops.size
+    if size % patch:
+        raise InputError("augment.global_crops.size", f"{size} px is not a whole number of the model's "
+                                                      f"{patch} px patches (the iBOT masks are per patch)")
 
 
 def _data(cfg: Any) -> None:
-    c.integer(cfg, "data.image_size", 16)
+    c.integer(cfg, "data.image_size", 16, MAX_SIZE)
     c.integer(cfg, "data.num_workers", 0)
     c.integer(cfg, "data.shuffle_buffer", 0)
     c.boolean(cfg, "data.strict")

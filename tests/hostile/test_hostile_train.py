@@ -44,6 +44,12 @@ def _fail(capsys, train_main, toy, tmp_path, extra, names, problem=None, out=Non
     return check_failure(capsys, lambda: train_main(argv), PROG, names, [tmp_path, toy], problem=problem)
 
 
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 BAD_OPTIONS = [
     (["train.batch_size_per_gpu=0"], "train.batch_size_per_gpu", "integer >= 1"),
     (["train.batch_size_per_gpu=abc"], "train.batch_size_per_gpu", "integer"),
@@ -59,7 +65,11 @@ BAD_OPTIONS = [
     (["model.kwargs.num_heads=5"], "model.kwargs", "timm cannot create"),
     (["model.name=vit_small_patch16_dinov3_qkvb", "~model.kwargs.stem_channels", "~model.kwargs.base",
       "data.image_size=40"], "data.image_size", "divisible by patch size"),
-    (["data.image_size=8"], "data.image_size", ">= 16"),
+    (["data.image_size=8"], "data.image_size", "in [16, 4096]"),
+    (["data.image_size=100000"], "data.image_size", "got 100000"),
+    (["augment.global_crops.size=1000"], "augment.global_crops.size", "whole number of the model's"),
+    (["augment.global_crops.size=21"], "augment.global_crops.size", "16 px patches"),
+    (["augment.global_crops.blur_p=[1.0,0.1,0.5]"], "augment.global_crops.blur_p", "one probability"),
     (["ssl.centering=foo"], "ssl.centering", "sinkhorn_knopp, softmax"),
     (["ssl.n_global_crops=3"], "ssl.n_global_crops", "augment.global_crops.n"),
     (["ssl.ibot.mask_ratio=[0.5,0.1]"], "ssl.ibot.mask_ratio", "increasing"),
@@ -67,6 +77,8 @@ BAD_OPTIONS = [
     (["augment.local_crops.scale=[0.1]"], "augment.local_crops.scale", "list of 2"),
     (["augment.jitter_p=yes"], "augment.jitter_p", "number"),
     (["dist.strategy=foo"], "dist.strategy", "ddp, fsdp, none"),
+    pytest.param(["dist.device=cuda"], "dist.device", "torch sees no GPU",
+                 marks=pytest.mark.skipif(_has_gpu(), reason="a GPU is visible")),
     (["dist.backend=mpi"], "dist.backend", "auto, gloo, nccl"),
     (["train.threads=-1"], "train.threads", ">= 1"),
     (["train.threads=all"], "train.threads", "integer"),
