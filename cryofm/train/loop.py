@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cryofm.data.augment import multicrop_config
 from cryofm.data.pipeline import ParticleStream, make_loader, pixel_stats, train_urls
+from cryofm.errors import InputError
 from cryofm.models.attention import use_xformers
 from cryofm.models.export import export_backbone
 from cryofm.report.curves import plot_curves
@@ -174,7 +175,13 @@ def train(cfg: DictConfig) -> Path:
     start = 0
     latest, payload = ck.load_latest(ckpt_dir) if cfg.train.resume else (None, None)
     if latest is not None:
-        _load_state(arch, optimizer, payload, fsdp)
+        try:
+            _load_state(arch, optimizer, payload, fsdp)
+        except (RuntimeError, ValueError, KeyError) as exc:  # another model, heads or optimiser groups
+            first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc)[:200])
+            raise InputError(latest, f"this run's checkpoint does not fit the configured model ({first}); "
+                                     "resume with the run's own settings (its config.yaml) or pick a new "
+                                     "out=") from None
         start = int(payload["step"])
         if int(payload.get("num_workers", cfg.data.num_workers)) != int(cfg.data.num_workers):
             log.warning("resuming with a different data.num_workers: the data order will differ")

@@ -217,3 +217,16 @@ def test_debug_flag_raises_the_original_error(train_main, toy, tmp_path):
         train_main([*SMALL, f"data={toy}", f"out={tmp_path / 'run'}", "train.batch_size_per_gpu=0",
                     "--debug"])
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_with_another_model_names_the_checkpoint(capsys, train_main, toy, tmp_path):
+    """A run dir resumed with a wider model: one line naming the checkpoint, the run left as it was
+    (was: 'internal error: RuntimeError: Error(s) in loading state_dict')."""
+    out = tmp_path / "run"
+    assert train_main([*SMALL, "train.batch_size_per_gpu=4", f"data={toy}", f"out={out}"]) == 0
+    capsys.readouterr()
+    ckpt = sorted((out / "checkpoints").glob("ckpt-????????.pt"))[-1]
+    argv = [*SMALL, "train.batch_size_per_gpu=4", f"data={toy}", f"out={out}", "model.kwargs.embed_dim=96",
+            "model.kwargs.num_heads=3", "train.max_steps=4"]
+    check_failure(capsys, lambda: train_main(argv), PROG, str(ckpt), [tmp_path, toy],
+                  problem="does not fit the configured model")
