@@ -51,12 +51,17 @@ def _is_mask(path: Path) -> bool:
 
 def _from_file(path: Path, diameter: float) -> dict[str, Truth]:
     if is_coordinate_list(path):
-        return {k: Truth(xy, None, str(path)) for k, (xy, _) in read_coordinate_list(path).items()}
-    if _is_mask(path):
+        out = {k: Truth(xy, None, str(path)) for k, (xy, _) in read_coordinate_list(path).items()}
+    elif _is_mask(path):
         m = read_micrograph(path)
         binary = m > (float(m.min()) + float(m.max())) / 2
-        return {path.stem: Truth(mask_centres(m, diameter), binary, str(path))}
-    return {k: Truth(xy, None, str(path)) for k, (xy, _) in read_picks_by_micrograph(path).items()}
+        out = {path.stem: Truth(mask_centres(m, diameter), binary, str(path))}
+    else:
+        out = {k: Truth(xy, None, str(path)) for k, (xy, _) in read_picks_by_micrograph(path).items()}
+    for stem, t in out.items():
+        if not np.isfinite(np.asarray(t.xy, float)).all():
+            raise InputError(path, f"non-finite ground-truth coordinates (NaN / inf) for micrograph {stem!r}")
+    return out
 
 
 def load_ground_truth(spec: str | Path, stems: list[str], diameter: float) -> dict[str, Truth]:

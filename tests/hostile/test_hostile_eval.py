@@ -194,6 +194,15 @@ def test_pick_particle_larger_than_the_micrograph(capsys, tmp_path, inputs, diam
          [str(inputs["mics"] / "m0.png"), "128 x 128 px"], "smaller than the particle window")
 
 
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_pick_ground_truth_with_non_finite_coordinates(capsys, tmp_path, inputs, value):
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    (gt / "m0.csv").write_text(f"X-Coordinate,Y-Coordinate\n20,20\n{value},50\n")
+    _run(capsys, tmp_path, inputs, "eval/pick.py", _pick(inputs, tmp_path, ground_truth=gt),
+         str(gt / "m0.csv"), "non-finite ground-truth coordinates")
+
+
 def test_pick_unknown_key(capsys, tmp_path, inputs):
     _run(capsys, tmp_path, inputs, "eval/pick.py", _pick(inputs, tmp_path, **{"pick.thresold": 1}),
          "pick.thresold: no such key")
