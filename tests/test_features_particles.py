@@ -144,3 +144,14 @@ def test_a_full_experiment_stops_reading(tmp_path):
     assert feats.uids.tolist() == ["e0/s/0", "e0/s/1", "e0/s/2"]
     with pytest.raises(InputError, match="e0-000001.tar"):
         FeatureCache(tmp_path / "c").get(PixelFeaturizer(4), {"k": 1}, urls, "train", progress=False)
+
+
+def test_last_blocks_beyond_the_backbone_depth_names_the_key():
+    model = create_backbone("vit_small_patch16_224", img_size=32, **TINY)
+    meta = {"model_name": "vit_small_patch16_224", "image_size": 32, "pixel_mean": 0.0, "pixel_std": 1.0}
+    depth = len(model.blocks)
+    with pytest.raises(InputError, match=rf"99, but the backbone has {depth} blocks") as exc:
+        BackboneFeaturizer(model, meta, {"weights": "test"}, last_blocks=99, device="cpu")
+    assert exc.value.path == "features.last_blocks"
+    fz = BackboneFeaturizer(model, meta, {"weights": "t"}, last_blocks=depth, device="cpu")
+    assert fz.last_blocks == depth

@@ -141,6 +141,12 @@ class BackboneFeaturizer:
         self.model = model.to(self.device).eval()
         self.image_size, self.pixel_mean, self.pixel_std = input_spec(meta)
         self.last_blocks = int(last_blocks)
+        depth = len(getattr(model, "blocks", ())) or None
+        if depth is not None and not 1 <= self.last_blocks <= depth:
+            from cryofm.errors import InputError
+
+            raise InputError("features.last_blocks",
+                             f"{self.last_blocks}, but the backbone has {depth} blocks")
         self.amp = bool(amp) and self.device.type == "cuda"
         self.identity = backbone_identity(meta, identity, self.last_blocks)
 

@@ -33,6 +33,9 @@ def check_options(cfg: DictConfig) -> None:
     fr = c.numbers(cfg, "probe.fractions", 3, 0, 1)
     if not sum(fr) > 0 or fr[0] <= 0:
         raise InputError("probe.fractions", f"the probe-train fraction must be > 0 (got {fr})")
+    if abs(sum(fr) - 1.0) > 1e-6:
+        raise InputError("probe.fractions", f"(probe-train, probe-val, test) must sum to 1 (got {fr}: "
+                                            f"{sum(fr):g})")
     c.integer(cfg, "probe.seed", 0)
     c.integer(cfg, "probe.cap", 1)
     c.numbers(cfg, "probe.logistic_C", None, 0)

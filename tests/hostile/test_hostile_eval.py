@@ -55,6 +55,7 @@ PROBE_OPTIONS = [
     ({"features.device": "tpu"}, "features.device", "auto, cpu, cuda"),
     ({"features.last_blocks": "abc"}, "features.last_blocks", "integer"),
     ({"probe.fractions": "[0.5,0.5]"}, "probe.fractions", "list of 3 numbers"),
+    ({"probe.fractions": "[0.6,0.6,0.2]"}, "probe.fractions", "must sum to 1"),
     ({"probe.logistic_C": "[0,1]"}, "probe.logistic_C", "> 0"),
     ({"probe.cap": "abc"}, "probe.cap", "integer"),
     ({"baselines.pixels": -1}, "baselines.pixels", ">= 0"),
