@@ -159,6 +159,10 @@ def make_split(dataset: str | Path, seed: int = 0, fractions: Sequence[float] = 
     summary = {side: {"experiments": sorted(e for e, s in assignment.items() if s == side),
                       "particles": int(sum(exps[e]["n"] for e, s in assignment.items() if s == side))}
                for side in fmt.SPLITS}
+    if not summary["train"]["experiments"]:  # nothing to pretrain on: no later command could use it
+        key = "heldout" if not rest else "fractions"
+        raise InputError(key, f"leaves no training experiment (fractions {list(fractions)}, "
+                              f"{len(heldout)} held out of {len(assignment)} experiments)")
     result = {"seed": int(seed), "fractions": [float(x) for x in fractions], "group_key": group_key,
               "stratify_key": stratify_key, "heldout": list(heldout),
               "train": list(train),

@@ -510,6 +510,8 @@ SPLIT_OPTIONS = [
     ("heldout-unknown", ["heldout=[exp0,nope]"], "heldout", "unknown experiment id(s) ['nope']"),
     ("train-unknown", ["train=[nope]"], "train", "unknown experiment id(s) ['nope']"),
     ("train-and-heldout", ["train=[exp0]", "heldout=[exp0]"], "train", "forced into both train and heldout"),
+    ("fractions-no-train", ["fractions=[0,0,1]"], "fractions", "leaves no training experiment"),
+    ("heldout-everything", ["heldout=[exp0,exp1,exp2]"], "heldout", "leaves no training experiment"),
 ]
 
 
