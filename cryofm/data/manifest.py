@@ -37,11 +37,32 @@ def read_experiment_manifests(root: str | Path) -> dict[str, dict[str, Any]]:
         missing = [k for k in _EXPERIMENT_KEYS if not isinstance(m, dict) or k not in m]
         if missing:
             raise InputError(p, f"not a cryofm experiment manifest (no {', '.join(missing)})")
+        _check_experiment(p, m)
         out[m["experiment"]] = m
     return out
 
 
 _EXPERIMENT_KEYS = ("experiment", "n", "shards", "pixel_stats")
+
+
+def _check_experiment(p: Path, m: dict[str, Any]) -> None:
+    """InputError naming ``p`` when its values cannot be those ingest wrote: the experiment named as
+    the file, a particle count that is a whole number >= 0 and matches its shards, facts a mapping,
+    pixel statistics over at least one pixel."""
+    if m["experiment"] != p.stem:
+        raise InputError(p, f"names experiment {m['experiment']!r}, but the file is {p.name} (a copy?)")
+    n = m["n"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise InputError(p, f"n must be a whole number >= 0, got {n!r}")
+    shards = m["shards"] if isinstance(m["shards"], list) else []
+    counts = [sh.get("n") if isinstance(sh, dict) else None for sh in shards]
+    if all(isinstance(c, int) and not isinstance(c, bool) for c in counts) and sum(counts) != n:
+        raise InputError(p, f"n = {n}, but its shards hold {sum(counts)} particles")
+    if not isinstance(m.get("facts", {}), dict):
+        raise InputError(p, f"facts must be a mapping of field -> value, got {type(m['facts']).__name__}")
+    count = m["pixel_stats"].get("count") if isinstance(m["pixel_stats"], dict) else None
+    if n > 0 and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise InputError(p, f"pixel_stats.count must be a whole number >= 1, got {count!r}")
 
 
 def merge_manifests(root: str | Path, config: dict[str, Any] | None = None) -> dict[str, Any]:

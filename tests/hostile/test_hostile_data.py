@@ -678,7 +678,26 @@ MERGE_DAMAGE = [
     ("experiment-json-hostile-path", lambda ds: _exp_json(
         ds, edit=lambda m: m["shards"][0].update(path="/etc/passwd")),
      "shard path '/etc/passwd' leads outside the dataset's shards/ folder: refused"),
+    ("experiment-json-negative-n", lambda ds: _exp_json(ds, edit=lambda m: m.update(n=-5)),
+     "n must be a whole number >= 0, got -5"),
+    ("experiment-json-text-n", lambda ds: _exp_json(ds, edit=lambda m: m.update(n="many")),
+     "n must be a whole number >= 0, got 'many'"),
+    ("experiment-json-n-not-shards", lambda ds: _exp_json(ds, edit=lambda m: m.update(n=3)),
+     "n = 3, but its shards hold 4 particles"),
+    ("experiment-json-facts-list", lambda ds: _exp_json(ds, edit=lambda m: m.update(facts=[1, 2])),
+     "facts must be a mapping"),
+    ("experiment-json-zero-pixels", lambda ds: _exp_json(ds, edit=lambda m: m["pixel_stats"].update(count=0)),
+     "pixel_stats.count must be a whole number >= 1, got 0"),
+    ("experiment-json-copy", lambda ds: _copy_exp(ds),
+     "names experiment 'exp0', but the file is exp0_copy.json"),
 ]
+
+
+def _copy_exp(ds: Path) -> Path:
+    src = ds / "experiments" / "exp0.json"
+    dst = ds / "experiments" / "exp0_copy.json"
+    dst.write_text(src.read_text())
+    return dst
 
 
 @pytest.mark.parametrize(("damage", "problem"), [c[1:] for c in MERGE_DAMAGE],
