@@ -106,7 +106,8 @@ def test_index_past_end(tmp_path, capsys, shared_data):
     stack = shared_file(FORMATS, "relion31.mrcs")  # 5 images
     rc, _, err = _run(capsys, "ingest", f"input={star}", f"stack={stack}", "experiment=e", f"out={tmp_path}")
     _assert_clean_error(rc, err, tmp_path, star,
-                        f"10@relion31.mrcs: image index 10 is past the end of {stack.resolve()} (5 images)")
+                        "row 10 (10@relion31.mrcs): image index 10 (1-based; cryoSPARC blob/idx 9) is past "
+                        f"the end of {stack.resolve()} (5 images)")
 
 
 def test_mismatched_image_size(tmp_path, capsys, shared_data):

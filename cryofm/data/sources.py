@@ -54,7 +54,9 @@ def check_stacks(df: pd.DataFrame, path: str | Path) -> dict[str, tuple[int, tup
         top = int(idx.max())
         if top >= n:
             bad = df.loc[idx.idxmax(), "ImageName"]
-            raise InputError(path, f"{bad}: image index {top + 1} is past the end of {stack} ({n} images)")
+            row = int(idx.idxmax()) + 1
+            raise InputError(path, f"row {row} ({bad}): image index {top + 1} (1-based; cryoSPARC blob/idx "
+                                   f"{top}) is past the end of {stack} ({n} images)")
         info[str(stack)] = (n, shape, voxel)
     size = df["_stack"].map(lambda s: info[s][1][0]).astype("int64")
     if "ImageSize" in df:

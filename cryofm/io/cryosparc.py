@@ -148,6 +148,8 @@ def read_cs_particles(path: str | Path) -> pd.DataFrame:
     f, pt_path = _with_passthrough(cs, path)
     names = set(f)
     blob = [p.lstrip(">") for p in _decode(f["blob/path"])]
+    if f["blob/idx"].dtype.kind not in "iu":  # a float index would be truncated to another image
+        raise InputError(path, f"blob/idx must hold whole numbers, got dtype {f['blob/idx'].dtype}")
     index = f["blob/idx"].astype(np.int64)
     if (index < 0).any():
         raise InputError(path, "negative blob/idx")

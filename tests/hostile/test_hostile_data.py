@@ -326,7 +326,7 @@ INGEST_INPUTS = [
     ("name-etc-passwd", _case_star(["1@/etc/passwd"]), "'/etc/passwd' is not an MRC stack name"),
     ("name-not-mrc", _case_star(["1@p.star"]), "row 1 (1@p.star): 'p.star' is not an MRC stack name"),
     ("index-zero", _case_star(["0@s.mrcs"]), "bad image name '0@s.mrcs': indices are 1-based"),
-    ("index-past-end", _case_star(["1@s.mrcs", "9@s.mrcs"]), "9@s.mrcs: image index 9 is past the end"),
+    ("index-past-end", _case_star(["1@s.mrcs", "9@s.mrcs"]), "row 2 (9@s.mrcs): image index 9 (1-based"),
     ("stack-missing", _case_star(["1@gone.mrcs"]), "1@gone.mrcs: particle stack not found (searched: "),
     ("pixel-size-negative", _case_star(["1@s.mrcs"], psize="-1.5"),
      "rlnImagePixelSize: row 1 (1@s.mrcs): pixel size -1.5 is not a positive number"),
@@ -341,6 +341,8 @@ INGEST_INPUTS = [
     ("cs-bad-sign", _cs(lambda d: {"blob/path": np.array([b"s.mrcs"]), "blob/idx": _ZERO,
                                    "blob/sign": np.zeros(1, np.float32)}),
      "blob/sign: row 1 (1@s.mrcs): 0.0"),
+    ("cs-float-idx", _cs(lambda d: {"blob/path": np.array([b"s.mrcs"]), "blob/idx": np.array([0.5])}),
+     "blob/idx must hold whole numbers, got dtype float64"),
     ("cs-dotdot", _cs(lambda d: {"blob/path": np.array([b"../../x.mrc"]), "blob/idx": _ZERO}),
      "row 1 (1@../../x.mrc): stack path '../../x.mrc' leads outside"),
     ("cs-wrong-passthrough", _wrong_passthrough, "1 of 2 particles of J7_particles.cs (by uid) are not in"),
@@ -448,7 +450,7 @@ def test_ingest_into_an_existing_dataset_keeps_it_as_it_was(ds, tmp_path, capsys
     star = _star(d / "bad.star", ["1@s.mrcs", "7@s.mrcs"])
     (ds / "NOTES.txt").write_text("the user's own file\n")
     _check(capsys, "ingest", [f"input={star}", "experiment=new", f"out={ds}", "progress=false", f"box={BOX}"],
-           star, "7@s.mrcs: image index 7 is past the end", ds)
+           star, "(7@s.mrcs): image index 7 (1-based", ds)
     assert (ds / "NOTES.txt").is_file()
 
 
