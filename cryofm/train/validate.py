@@ -191,6 +191,9 @@ def _data(cfg: Any) -> None:
                          "give data.pixel_mean and data.pixel_std together")
     urls = c.value(cfg, "data.urls", None)
     template = c.text(cfg, "data.url_template")
+    if template and "{path}" not in template:  # every shard would map to the same URL
+        raise InputError("data.url_template", f"must contain {{path}} (each shard's path in the manifest), "
+                                              f"got {template!r}")
     if urls:
         if isinstance(urls, str) or not all(isinstance(u, str) and u for u in urls):
             raise InputError("data.urls", f"must be a list of shard URLs (got {urls!r})")

@@ -67,6 +67,7 @@ BAD_OPTIONS = [
       "data.image_size=40"], "data.image_size", "divisible by patch size"),
     (["data.image_size=8"], "data.image_size", "in [16, 4096]"),
     (["data.image_size=100000"], "data.image_size", "got 100000"),
+    (["data.url_template=/tmp/x.tar"], "data.url_template", "must contain {path}"),
     (["augment.global_crops.size=1000"], "augment.global_crops.size", "whole number of the model's"),
     (["augment.global_crops.size=21"], "augment.global_crops.size", "16 px patches"),
     (["augment.global_crops.blur_p=[1.0,0.1,0.5]"], "augment.global_crops.blur_p", "one probability"),
