@@ -68,6 +68,10 @@ def load_split(dataset: str | Path) -> dict[str, str]:
         raise InputError(path, f"not valid JSON ({getattr(exc, 'msg', None) or exc.reason})") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("assignment"), dict):
         raise InputError(path, "not a cryofm split (no assignment)")
+    bad = {str(k): v for k, v in obj["assignment"].items() if v not in fmt.SPLITS}
+    if bad:
+        k, v = next(iter(bad.items()))
+        raise InputError(path, f"assignment of {k!r} is {v!r}, not one of {', '.join(fmt.SPLITS)}")
     return {str(k): str(v) for k, v in obj["assignment"].items()}
 
 

@@ -623,6 +623,12 @@ def test_inspect_garbage_split(ds, capsys):
            "not a cryofm split (no assignment)", ds)
 
 
+def test_inspect_split_with_an_unknown_side(ds, capsys):
+    (ds / "split.json").write_text('{"assignment": {"exp0": "train", "exp1": "testing"}}')
+    _check(capsys, "inspect", [f"dataset={ds}", "montage=false"], ds / "split.json",
+           "assignment of 'exp1' is 'testing', not one of train, val, heldout", ds)
+
+
 def test_inspect_verify_names_the_bad_shard(ds, capsys):
     shard = sorted((ds / "shards" / "exp1").glob("*.tar"))[0]
     shard.write_bytes(b"garbage")
