@@ -107,21 +107,16 @@ def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__ + "\nusage: python -m cryofm.demo [out=<dir>] [redo=all|[stage,...]] [key=value ...]")
         return 0
-    from cryofm.utils.errors import debug_requested, exit_status, guarded
+    from cryofm.utils.errors import debug_requested, guarded
 
     argv, debug = debug_requested(list(argv))
-    prep: dict = {}
-
-    def configure() -> None:  # bad options: one line and exit 2, before anything is written
+    try:  # bad options: one line and exit 2, before anything is written
         with guarded("python -m cryofm.demo", debug=debug):
-            prep["cfg"] = cfg = compose("demo", argv)
-            prep["stages"] = stages = build_stages(cfg)
-            prep["redo"] = check_options(cfg, [st.name for st in stages])
-
-    status = exit_status(configure)
-    if status:
-        return status
-    cfg, stages, redo = prep["cfg"], prep["stages"], prep["redo"]
+            cfg = compose("demo", argv)
+            stages = build_stages(cfg)
+            redo = check_options(cfg, [st.name for st in stages])
+    except SystemExit as exc:
+        return int(exc.code or 0)
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "demo_config.yaml")

@@ -78,7 +78,6 @@ def refuse_foreign_dataset(out: Path) -> None:
 
     if not (out / fmt.MANIFEST).is_file():
         return
-
     exps = load_manifest(out).get("experiments") or {}
     foreign = sorted(n for n, e in exps.items()
                      if not (isinstance(e, dict) and str(e.get("source", "")).startswith("simulate:")))
