@@ -49,6 +49,11 @@ def _check_experiment(p: Path, m: dict[str, Any]) -> None:
     """InputError naming ``p`` when its values cannot be those ingest wrote: the experiment named as
     the file, a particle count that is a whole number >= 0 and matches its shards, facts a mapping,
     pixel statistics over at least one pixel."""
+    version = m.get("schema_version", schema.SCHEMA_VERSION)  # absent in the first datasets: current
+    major = schema.SCHEMA_VERSION.split(".")[0]
+    if str(version).split(".")[0] != major:
+        raise InputError(p, f"schema_version {version!r}: this cryofm reads schema {major}.x (re-ingest, or "
+                            "use the cryofm that wrote it)")
     if m["experiment"] != p.stem:
         raise InputError(p, f"names experiment {m['experiment']!r}, but the file is {p.name} (a copy?)")
     n = m["n"]

@@ -696,6 +696,8 @@ MERGE_DAMAGE = [
      "facts must be a mapping"),
     ("experiment-json-zero-pixels", lambda ds: _exp_json(ds, edit=lambda m: m["pixel_stats"].update(count=0)),
      "pixel_stats.count must be a whole number >= 1, got 0"),
+    ("experiment-json-schema", lambda ds: _exp_json(ds, edit=lambda m: m.update(schema_version="9.9")),
+     "schema_version '9.9': this cryofm reads schema 1.x"),
     ("experiment-json-copy", lambda ds: _copy_exp(ds),
      "names experiment 'exp0', but the file is exp0_copy.json"),
 ]
