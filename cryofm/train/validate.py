@@ -206,6 +206,20 @@ def _data(cfg: Any) -> None:
     train_urls(str(path), template=template)  # InputError naming the manifest / split when absent
 
 
+RUN_MARKERS = ("checkpoints", "config.yaml", "metrics.jsonl", "backbone.safetensors", ".hydra")
+
+
+def _run_folder(out: Path) -> None:
+    """``out`` is new, empty, or a training run (resumed): never a folder of other files, which the run
+    would be written in among."""
+    if not out.is_dir() or any((out / m).exists() for m in RUN_MARKERS):
+        return
+    others = sorted(p.name for p in out.iterdir() if not p.name.startswith(".cryofm-write-test-"))
+    if others:
+        raise InputError(out, f"holds files that are not a cryofm training run ({', '.join(others[:3])}"
+                              f"{', ...' if len(others) > 3 else ''}): pick a new or empty out=")
+
+
 def validate_train(cfg: Any, choices: dict[str, str] | None = None) -> None:
     """InputError naming the first wrong key, option, dataset file or output path of ``cfg``."""
     check_choices(choices or {})
@@ -214,5 +228,5 @@ def validate_train(cfg: Any, choices: dict[str, str] | None = None) -> None:
     _ssl(cfg)
     _augment(cfg)
     _data(cfg)
-    c.writable_output(cfg, "out")
+    _run_folder(c.writable_output(cfg, "out"))
     _model(cfg)  # last: importing timm takes a few seconds

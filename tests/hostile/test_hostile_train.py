@@ -231,3 +231,13 @@ def test_resume_with_another_model_names_the_checkpoint(capsys, train_main, toy,
             "model.kwargs.num_heads=3", "train.max_steps=4"]
     check_failure(capsys, lambda: train_main(argv), PROG, str(ckpt), [tmp_path, toy],
                   problem="does not fit the configured model")
+
+
+def test_out_that_holds_other_files_is_refused(capsys, train_main, toy, tmp_path):
+    """out= naming a folder of the user's own files: the run would be written in among them."""
+    out = tmp_path / "notes"
+    out.mkdir()
+    (out / "precious.txt").write_text("mine")
+    _fail(capsys, train_main, toy, tmp_path, [], str(out), "holds files that are not a cryofm training run "
+          "(precious.txt)", out=out)
+
