@@ -82,6 +82,10 @@ def split_experiments(dataset: str | Path, split: str) -> list[str]:
     if split == "all":
         return experiments(dataset)
     assignment = load_split(dataset)
+    ghosts = sorted(set(assignment) - set(experiments(dataset)))
+    if ghosts:  # an experiment removed since the split was made (or a hand-edited split)
+        raise InputError(Path(dataset) / fmt.SPLIT, f"names experiment(s) {ghosts[:3]} the dataset does not "
+                                                    "have: run cryofm split again")
     return sorted(e for e, side in assignment.items() if side == split)
 
 

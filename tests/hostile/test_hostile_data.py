@@ -629,6 +629,17 @@ def test_inspect_split_with_an_unknown_side(ds, capsys):
            "assignment of 'exp1' is 'testing', not one of train, val, heldout", ds)
 
 
+def test_train_split_names_an_experiment_the_dataset_lacks(ds, capsys):
+    assignment = {"exp0": "train", "exp1": "val", "exp2": "heldout", "ghost": "train"}
+    (ds / "split.json").write_text(json.dumps({"assignment": assignment}))
+    from cryofm.data.dataset import split_urls
+    from cryofm.errors import InputError
+
+    with pytest.raises(InputError, match=r"names experiment\(s\) \['ghost'\] the dataset does not have") as e:
+        split_urls(ds, "train")
+    assert e.value.path == str(ds / "split.json")
+
+
 def test_inspect_verify_names_the_bad_shard(ds, capsys):
     shard = sorted((ds / "shards" / "exp1").glob("*.tar"))[0]
     shard.write_bytes(b"garbage")
