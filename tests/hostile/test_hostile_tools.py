@@ -143,28 +143,21 @@ def test_summarize_sweep_without_runs(capsys, tmp_path):
     _cli(capsys, tmp_path, ["summarize", f"sweep={tmp_path / 'sw'}"], str(tmp_path / "sw"), "no metrics.json")
 
 
-def test_summarize_garbage_metrics(capsys, tmp_path):
+SUMMARIZE_METRICS = [  # (metrics.json content, extra options, named, problem); None: the file is named
+    ("{truncated", [], None, "not valid JSON"),
+    ("[1, 2, 3]", [], None, "must hold a JSON object of metrics, got list"),
+    ('{"loss": 1.5}', ["sort_by=nope"], "sort_by", "'nope' is no column of this sweep (columns: loss)"),
+]
+
+
+@pytest.mark.parametrize("text, extra, name, problem", SUMMARIZE_METRICS,
+                         ids=["garbage", "not-an-object", "sort-by-unknown"])
+def test_summarize_bad_metrics_or_sort_key(capsys, tmp_path, text, extra, name, problem):
     run = tmp_path / "sw" / "0"
     run.mkdir(parents=True)
-    (run / "metrics.json").write_text("{truncated")
-    _cli(capsys, tmp_path, ["summarize", f"sweep={tmp_path / 'sw'}"], str(run / "metrics.json"),
-         "not valid JSON")
-
-
-def test_summarize_metrics_not_an_object(capsys, tmp_path):
-    run = tmp_path / "sw" / "0"
-    run.mkdir(parents=True)
-    (run / "metrics.json").write_text("[1, 2, 3]")
-    _cli(capsys, tmp_path, ["summarize", f"sweep={tmp_path / 'sw'}"], str(run / "metrics.json"),
-         "must hold a JSON object of metrics, got list")
-
-
-def test_summarize_sort_by_unknown_column(capsys, tmp_path):
-    run = tmp_path / "sw" / "0"
-    run.mkdir(parents=True)
-    (run / "metrics.json").write_text('{"loss": 1.5}')
-    _cli(capsys, tmp_path, ["summarize", f"sweep={tmp_path / 'sw'}", "sort_by=nope"], "sort_by",
-         "'nope' is no column of this sweep (columns: loss)")
+    (run / "metrics.json").write_text(text)
+    _cli(capsys, tmp_path, ["summarize", f"sweep={tmp_path / 'sw'}", *extra],
+         name or str(run / "metrics.json"), problem)
 
 
 def test_summarize_out_is_a_file(capsys, tmp_path):
