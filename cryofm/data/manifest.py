@@ -46,9 +46,9 @@ _EXPERIMENT_KEYS = ("experiment", "n", "shards", "pixel_stats")
 
 
 def _check_experiment(p: Path, m: dict[str, Any]) -> None:
-    """InputError naming ``p`` when its values cannot be those ingest wrote: the experiment named as
-    the file, a particle count that is a whole number >= 0 and matches its shards, facts a mapping,
-    pixel statistics over at least one pixel."""
+    """InputError naming ``p`` when its values cannot be those ingest wrote: this schema's major
+    version, the experiment named as the file, a particle count that is a whole number >= 0 and
+    matches its shards, facts a mapping, pixel statistics over at least one pixel."""
     version = m.get("schema_version", schema.SCHEMA_VERSION)  # absent in the first datasets: current
     major = schema.SCHEMA_VERSION.split(".")[0]
     if str(version).split(".")[0] != major:
